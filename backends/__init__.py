@@ -1,0 +1,1 @@
+"""Dataplane backends and I/O adapters of kservice (found through entry points)."""

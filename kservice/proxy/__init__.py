@@ -1,0 +1,25 @@
+"""kube-proxy's view of the cluster: configuration, endpoint categorisation, node snapshots."""
+
+from kservice.proxy.config import KubeProxyConfiguration
+from kservice.proxy.types import (
+    CategorizedEndpoints,
+    Endpoint,
+    NodeInfo,
+    NodeProxyState,
+    ProxierOptions,
+    ServicePortInfo,
+    ServicePortName,
+    join_host_port,
+)
+
+__all__ = [
+    "CategorizedEndpoints",
+    "Endpoint",
+    "KubeProxyConfiguration",
+    "NodeInfo",
+    "NodeProxyState",
+    "ProxierOptions",
+    "ServicePortInfo",
+    "ServicePortName",
+    "join_host_port",
+]
