@@ -199,6 +199,16 @@ class Cluster:
         old = self._objects[st.kind].get(key)
         if old is None:
             raise NotFound(st.resource, obj.metadata.name, obj.metadata.namespace)
+        # Server-set metadata carries over from the stored object, as the apiserver does
+        # for a PUT that omits it; only then is "nothing changed" detectable.
+        meta = obj.metadata
+        obj = attrs.evolve(obj, metadata=attrs.evolve(
+            meta,
+            uid=old.metadata.uid,
+            creation_timestamp=old.metadata.creation_timestamp,
+            resource_version=old.metadata.resource_version,
+            generation=meta.generation or old.metadata.generation,
+        ))
         new = st.update(self, old, obj)
         if new == old:
             return old  # a no-op write does not bump resourceVersion, as the apiserver

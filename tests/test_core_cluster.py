@@ -1,0 +1,145 @@
+"""The generic store: strategies, resourceVersion, events, transactions, persistence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from kservice.cluster import Cluster, Event
+from kservice.errors import AlreadyExists, InvalidInput, InvalidObject, NotFound
+from kservice.models import ObjectMeta
+from kservice.models._reader import Reader
+
+
+@attrs.frozen
+class Widget:
+    api_version = "test/v1"
+    kind = "Widget"
+    metadata: ObjectMeta
+    size: int = 0
+
+    @classmethod
+    def from_manifest(cls, data: Any, path: str = "") -> Widget:
+        r = Reader(data, path)
+        r.ignore("apiVersion", "kind")
+        out = cls(metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+                  size=r.int("size") or 0)
+        r.finish()
+        return out
+
+
+class WidgetStrategy:
+    """Allocates one 'slot' per widget so rollback of derived state can be checked."""
+
+    kind = "Widget"
+    api_version = "test/v1"
+    resource = "widgets"
+    namespaced = True
+
+    def decode(self, data: Any, path: str = "") -> Widget:
+        return Widget.from_manifest(data, path)
+
+    def create(self, cluster: Cluster, obj: Widget) -> Widget:
+        if obj.size < 0:
+            raise InvalidObject("Widget", obj.metadata.name, [])
+        cluster.extensions.setdefault("slots", set()).add(obj.metadata.name)
+        return obj
+
+    def update(self, cluster: Cluster, old: Widget, new: Widget) -> Widget:
+        return self.create(cluster, new)
+
+    def delete(self, cluster: Cluster, obj: Widget) -> None:
+        cluster.extensions.setdefault("slots", set()).discard(obj.metadata.name)
+
+    def rebuild(self, cluster: Cluster) -> None:
+        cluster.extensions["slots"] = {w.metadata.name for w in cluster.list("Widget")}
+
+
+def make() -> Cluster:
+    c = Cluster()
+    c.register(WidgetStrategy())
+    return c
+
+
+def w(name: str, size: int = 1, ns: str = "") -> Widget:
+    return Widget(metadata=ObjectMeta(name=name, namespace=ns), size=size)
+
+
+def test_create_defaults_namespace_and_stamps_metadata() -> None:
+    c = make()
+    stored = c.create(w("a"))
+    assert stored.metadata.namespace == "default"
+    assert stored.metadata.resource_version == "1"
+    assert stored.metadata.uid
+    assert stored.metadata.creation_timestamp is not None
+    assert c.get("Widget", "a") == stored
+    with pytest.raises(AlreadyExists):
+        c.create(w("a"))
+    with pytest.raises(NotFound):
+        c.get("Widget", "b")
+
+
+def test_apply_reports_created_configured_unchanged() -> None:
+    c = make()
+    assert c.apply(w("a", 1))[1] == "created"
+    assert c.apply(w("a", 1))[1] == "unchanged"
+    stored, verb = c.apply(w("a", 2))
+    assert verb == "configured"
+    assert stored.size == 2
+    assert stored.metadata.uid == c.get("Widget", "a").metadata.uid
+
+
+def test_events_are_delivered_in_order_and_never_reentrantly() -> None:
+    c = make()
+    seen: list[tuple[str, str]] = []
+    depth = [0]
+
+    def controller(cluster: Cluster, ev: Event) -> None:
+        depth[0] += 1
+        assert depth[0] == 1, "re-entrant delivery"
+        seen.append((ev.type, ev.object.metadata.name))
+        if ev.object.metadata.name == "a" and ev.type == "ADDED":
+            cluster.create(w("child"))
+        depth[0] -= 1
+
+    c.subscribe(controller)
+    c.create(w("a"))
+    c.delete("Widget", "a")
+    assert seen == [("ADDED", "a"), ("ADDED", "child"), ("DELETED", "a")]
+
+
+def test_transaction_undoes_everything_on_failure() -> None:
+    c = make()
+    c.create(w("keep"))
+    rv = c.resource_version
+    with pytest.raises(InvalidObject), c.transaction():
+        c.create(w("new"))
+        c.create(w("bad", size=-1))
+    assert [x.metadata.name for x in c.list("Widget")] == ["keep"]
+    assert c.resource_version == rv
+    assert c.extensions["slots"] == {"keep"}
+
+
+def test_storage_round_trip_rebuilds_derived_state() -> None:
+    c = make()
+    c.create(w("a"))
+    c.create(w("b", ns="other"))
+    rows = c.objects_for_storage()
+    assert [(k, ns, n) for k, ns, n, _ in rows] == [("Widget", "default", "a"),
+                                                   ("Widget", "other", "b")]
+    d = make()
+    d.load_objects([o for *_, o in rows], c.resource_version)
+    assert d.list("Widget") == c.list("Widget")
+    assert d.extensions["slots"] == {"a", "b"}
+    assert [x.metadata.name for x in d.list("Widget", namespace="other")] == ["b"]
+
+
+def test_decode_dispatches_by_kind_and_rejects_unknown_kinds() -> None:
+    c = make()
+    assert c.decode({"kind": "Widget", "metadata": {"name": "x"}, "size": 3}).size == 3
+    with pytest.raises(InvalidInput, match='no matches for kind "Gadget"'):
+        c.decode({"kind": "Gadget"})
+    with pytest.raises(InvalidInput, match="Kind"):
+        c.decode({"apiVersion": "v1"})
