@@ -1,0 +1,119 @@
+"""The contract every dataplane backend passes (built-in and third-party alike).
+
+A backend's test module subclasses :class:`BackendContract`, names the backend and the mock
+kernel to load it into, and inherits the checks::
+
+    from backends.mockkernel import MockKernel
+    from kservice.testing.contract import BackendContract
+
+    class TestMyBackend(BackendContract):
+        backend_name = "mybackend"
+        kernel_factory = MockKernel
+
+The checks: rendering is deterministic (same state, same bytes); every rendering loads into
+the mock kernel; and for generated node states and probe packets the traced outcome
+distribution equals the reference semantics (:mod:`kservice.semantics`) -- same outcome set,
+same exact shares, same masquerade decision -- except where :meth:`allowed_divergence` says the
+upstream mode really differs. A failure prints a reproducer: the state as YAML-ish text and the
+packet, ready for ``kservice trace``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from kservice.backend import Backend, get_backend
+from kservice.proxy.types import NodeInfo, NodeProxyState
+from kservice.semantics import expected_trace
+from kservice.testing.dataplane import node_proxy_states, probes
+from kservice.trace import Packet, TraceResult
+
+__all__ = ["BackendContract", "describe_state"]
+
+
+def describe_state(state: NodeProxyState) -> str:
+    """A compact, readable dump of a node state for failure reports."""
+    lines = [f"node {state.node.name} {state.family} ips={list(state.node.ips)} "
+             f"podCIDRs={list(state.node.pod_cidrs)} clusterCIDR={state.config.cluster_cidr!r} "
+             f"detectLocal={state.config.detect_local_mode} "
+             f"masqueradeAll={state.config.iptables.masquerade_all}"]
+    for sp in state.service_ports:
+        lines.append(
+            f"- {sp.name} {sp.protocol} {sp.cluster_ip}:{sp.port} nodePort={sp.node_port} "
+            f"externalIPs={list(sp.external_ips)} lb={list(sp.load_balancer_vips)} "
+            f"sourceRanges={list(sp.load_balancer_source_ranges)} "
+            f"affinity={sp.session_affinity_timeout} etpLocal={sp.external_policy_local} "
+            f"itpLocal={sp.internal_policy_local}"
+        )
+        for ep in sp.endpoints:
+            lines.append(
+                f"    {ep.string} local={ep.is_local} ready={ep.ready} serving={ep.serving} "
+                f"terminating={ep.terminating}"
+            )
+    return "\n".join(lines)
+
+
+class BackendContract:
+    """Subclass with ``backend_name`` and ``kernel_factory`` set."""
+
+    backend_name: ClassVar[str] = ""
+    #: ``Callable[[NodeInfo], kernel]``: usually ``backends.mockkernel.MockKernel``.
+    kernel_factory: ClassVar[Callable[[NodeInfo], Any] | None] = None
+    #: Families the backend supports.
+    families: ClassVar[tuple[str, ...]] = ("IPv4", "IPv6")
+
+    # ----------------------------------------------------------------- hooks
+    def get(self) -> Backend:
+        return get_backend(self.backend_name)
+
+    def trace(self, state: NodeProxyState, packet: Packet) -> TraceResult:
+        assert self.kernel_factory is not None, "set kernel_factory on the contract subclass"
+        backend = self.get()
+        kernel = self.kernel_factory(state.node)
+        backend.load(kernel, backend.render(state))
+        result: TraceResult = kernel.trace(packet)
+        return result
+
+    def allowed_divergence(
+        self, state: NodeProxyState, packet: Packet, expected: TraceResult, actual: TraceResult
+    ) -> str | None:
+        """Name the documented upstream divergence that explains a mismatch, or ``None``."""
+        return None
+
+    # ----------------------------------------------------------------- checks
+    @given(data=st.data())
+    def test_render_is_deterministic(self, data: st.DataObject) -> None:
+        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
+        backend = self.get()
+        assert backend.render(state) == backend.render(state)
+
+    @given(data=st.data())
+    def test_rendering_loads_into_the_mock_kernel(self, data: st.DataObject) -> None:
+        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
+        assert self.kernel_factory is not None
+        kernel = self.kernel_factory(state.node)
+        self.get().load(kernel, self.get().render(state))
+
+    @given(data=st.data())
+    def test_agrees_with_the_reference_semantics(self, data: st.DataObject) -> None:
+        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
+        packet = data.draw(probes(state))
+        expected = expected_trace(state, packet)
+        actual = self.trace(state, packet)
+        if actual.distribution() == expected.distribution():
+            return
+        if self.allowed_divergence(state, packet, expected, actual):
+            return
+        note(describe_state(state))
+        note(f"packet: {packet}")
+        note("expected: " + expected.dumps())
+        note("actual:   " + actual.dumps())
+        raise AssertionError(
+            f"{self.backend_name} disagrees with the reference for {packet}:\n"
+            f"expected {expected.distribution()}\nactual   {actual.distribution()}\n"
+            + describe_state(state)
+        )
