@@ -18,6 +18,7 @@ apiserver's repair controllers do, so no allocator state is ever stored separate
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
 from collections import deque
@@ -294,7 +295,7 @@ class Cluster:
             st.rebuild(self)
 
     # ------------------------------------------------------------------ persistence
-    def objects_for_storage(self) -> list[tuple[str, str, str, Any]]:
+    def objects_for_storage(self) -> builtins.list[tuple[str, str, str, Any]]:
         """(kind, namespace, name, object) for every stored object, sorted."""
         out = []
         for kind in sorted(self._objects):
@@ -302,7 +303,7 @@ class Cluster:
                 out.append((kind, ns, name, obj))
         return out
 
-    def load_objects(self, objects: list[Any], resource_version: int) -> None:
+    def load_objects(self, objects: builtins.list[Any], resource_version: int) -> None:
         """Restore stored objects verbatim (no pipeline, no events), then rebuild."""
         for kind in self._objects:
             self._objects[kind].clear()

@@ -8,6 +8,8 @@ as identities when it diffs the kernel's state against the wanted state (referen
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import attrs
 
 from kservice._frozen import FrozenDict, freeze
@@ -29,6 +31,18 @@ FLAG_PERSISTENT = 0x1
 FLAG_HASHED = 0x2
 #: IP_VS_SVC_F_SCHED2, what ``mh`` reads as "mh-port" (kube-proxy sets it for ``mh``).
 FLAG_SOURCE_HASH = 0x10
+
+def _entries(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _services(value: Mapping[str, VirtualServer]) -> FrozenDict[str, VirtualServer]:
+    return freeze(value)
+
+
+def _dests(value: Mapping[str, tuple[RealServer, ...]]) -> FrozenDict[str, tuple[RealServer, ...]]:
+    return freeze(value)
+
 
 #: IPPROTO numbers: ipvsadm sorts services by these, not by name.
 PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132}
@@ -87,7 +101,7 @@ class IPSet:
     comment: str
     #: ``inet`` or ``inet6`` (ignored for bitmap types).
     family: str = "inet"
-    entries: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    entries: frozenset[str] = attrs.field(default=frozenset(), converter=_entries)
 
     @property
     def is_bitmap(self) -> bool:
@@ -107,10 +121,10 @@ class IPVSNode:
     node: str
     family: str
     #: VS key -> virtual server, in the order kservice synced them (sorted service ports).
-    services: FrozenDict[str, VirtualServer] = attrs.field(factory=FrozenDict, converter=freeze)
+    services: FrozenDict[str, VirtualServer] = attrs.field(factory=FrozenDict, converter=_services)
     #: VS key -> destinations (sorted by key).
     destinations: FrozenDict[str, tuple[RealServer, ...]] = attrs.field(
-        factory=FrozenDict, converter=freeze
+        factory=FrozenDict, converter=_dests
     )
     #: Addresses bound on kube-ipvs0, in binding order.
     bound: tuple[str, ...] = ()

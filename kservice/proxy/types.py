@@ -176,6 +176,9 @@ class NodeProxyState:
     options: ProxierOptions = attrs.field(factory=ProxierOptions)
     #: Sorted by ``name`` (namespace, service, port name, protocol).
     service_ports: tuple[ServicePortInfo, ...] = ()
+    #: The cluster's ServiceCIDRs (all families; kube-proxy watches ServiceCIDR objects).
+    #: nftables mode drops traffic to unallocated IPs inside them (``cluster-ips-check``).
+    service_cidrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def node_ip(self) -> str | None:

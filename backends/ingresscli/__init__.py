@@ -1,0 +1,1 @@
+"""CLI plugin: ``kservice ingress route`` and ``kservice proxy-url`` (pure core underneath)."""

@@ -1,0 +1,486 @@
+"""Store strategies for Node, Pod and the apps/v1 workloads, plus scheduling and IPAM state.
+
+What the apiserver, scheduler, kubelet and CNI would together do to an object on its way into
+the store is done here, synchronously and deterministically:
+
+* Node create: default the kubelet labels (``kubernetes.io/hostname|os|arch``), a ``Ready``
+  condition, and (node IPAM) the next free podCIDR of each pod subnet.
+* Pod create: default container port protocols (TCP); drop any client-supplied ``status``
+  (the apiserver does); schedule (:func:`pick_node`); allocate pod IPs (host-local on the
+  node's podCIDRs) or use the node IPs for ``hostNetwork``; start Running and Ready -- readiness
+  probes are not emulated, use :func:`kservice.workloads.set_pod_ready`.
+* Pod update: ``spec.nodeName`` and ``status`` stay what the store holds (status subresource);
+  labels and annotations change, which is what Service selection cares about.
+* Workloads: ``replicas`` defaults to 1; the selector must match the template labels.
+
+``generateName`` is resolved before the store sees the object (see :func:`resolve_name`),
+because the store keys an object by name before the strategy runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from kservice.errors import FieldError, InvalidObject
+from kservice.models.workloads import (
+    Container,
+    DaemonSet,
+    Deployment,
+    Node,
+    Pod,
+    PodCondition,
+    ReplicaSet,
+    StatefulSet,
+    deep_freeze,
+)
+from kservice.workloads._ipam import PodIPAM, next_node_cidrs
+from kservice.workloads._naming import generate_name
+
+__all__ = [
+    "DaemonSetStrategy",
+    "DeploymentStrategy",
+    "NodeStrategy",
+    "PodStrategy",
+    "ReplicaSetStrategy",
+    "StatefulSetStrategy",
+    "WorkloadState",
+    "pick_node",
+    "resolve_name",
+    "state",
+    "tolerates",
+]
+
+EXT_KEY = "workloads"
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PROTOCOLS = ("SCTP", "TCP", "UDP")
+
+
+@attrs.define
+class WorkloadState:
+    """Per-cluster mutable state of this component (rebuilt from stored objects)."""
+
+    ipam: PodIPAM = attrs.field(factory=PodIPAM)
+    #: node name -> number of pods bound to it (spreading).
+    pods_per_node: dict[str, int] = attrs.field(factory=dict)
+
+
+def state(cluster: Any) -> WorkloadState:
+    st = cluster.extensions.get(EXT_KEY)
+    if st is None:
+        st = cluster.extensions[EXT_KEY] = WorkloadState()
+    return st  # type: ignore[no-any-return]
+
+
+def resolve_name(cluster: Any, obj: Any) -> Any:
+    """Fill ``metadata.name`` from ``generateName`` (deterministically from the seed)."""
+    meta = obj.metadata
+    if meta.name or not meta.generate_name:
+        return obj
+    ns = meta.namespace or "default"
+    kind = obj.kind
+
+    def taken(name: str) -> bool:
+        return cluster.find(kind, name, ns) is not None
+
+    # Salted with the resourceVersion so a replacement never reuses a deleted pod's name.
+    name = generate_name(cluster.config.seed, meta.generate_name, taken,
+                         salt=cluster.resource_version)
+    return attrs.evolve(obj, metadata=attrs.evolve(meta, name=name))
+
+
+def _name_errors(meta: Any, *, subdomain: bool = True) -> list[FieldError]:
+    if not meta.name:
+        return [FieldError.required("metadata.name", "name or generateName is required")]
+    pat = _DNS1123_SUBDOMAIN if subdomain else _DNS1123_LABEL
+    if len(meta.name) > 253 or not pat.match(meta.name):
+        return [FieldError.invalid(
+            "metadata.name", meta.name,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+            "characters, '-' or '.', and must start and end with an alphanumeric character "
+            "(e.g. 'example.com', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )]
+    return []
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class NodeStrategy:
+    kind = "Node"
+    api_version = "v1"
+    resource = "nodes"
+    namespaced = False
+
+    def decode(self, data: Any, path: str = "") -> Node:
+        return Node.from_manifest(data, path)
+
+    def create(self, cluster: Any, obj: Node) -> Node:
+        errs = _name_errors(obj.metadata)
+        if errs:
+            raise InvalidObject("Node", obj.metadata.name, errs)
+        labels = {
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": obj.metadata.name,
+            "kubernetes.io/os": "linux",
+            **obj.metadata.labels,
+        }
+        spec = obj.spec
+        if not obj.pod_cidrs and cluster.config.pod_subnets:
+            used = [c for n in cluster.list("Node") for c in n.pod_cidrs]
+            cidrs = next_node_cidrs(
+                cluster.config.pod_subnets, used,
+                cluster.config.node_cidr_mask_size_v4, cluster.config.node_cidr_mask_size_v6,
+            )
+            spec = attrs.evolve(spec, pod_cidr=cidrs[0], pod_cidrs=cidrs)
+        status = obj.status
+        if "conditions" not in status.extra:
+            extra = dict(status.extra)
+            extra["conditions"] = deep_freeze([{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+            }])
+            status = attrs.evolve(status, extra=extra)
+        return attrs.evolve(obj, metadata=attrs.evolve(obj.metadata, labels=labels),
+                            spec=spec, status=status)
+
+    def update(self, cluster: Any, old: Node, new: Node) -> Node:
+        # podCIDRs are immutable once set (only adding them is allowed).
+        spec = new.spec
+        if old.pod_cidrs and new.pod_cidrs != old.pod_cidrs:
+            spec = attrs.evolve(spec, pod_cidr=old.spec.pod_cidr, pod_cidrs=old.spec.pod_cidrs)
+        return attrs.evolve(new, spec=spec)
+
+    def delete(self, cluster: Any, obj: Node) -> None:
+        state(cluster).ipam.used.pop(obj.metadata.name, None)
+
+    def rebuild(self, cluster: Any) -> None:
+        pass  # node CIDRs are derived from stored Nodes on every allocation
+
+
+# --------------------------------------------------------------------------- pods
+
+
+def tolerates(pod: Pod, node: Node) -> bool:
+    """Every NoSchedule/NoExecute taint of the node is tolerated by the pod."""
+    taints = node.spec.extra.get("taints") or ()
+    tolerations = pod.spec.extra.get("tolerations") or ()
+    for t in taints:
+        effect = t.get("effect", "")
+        if effect not in ("NoSchedule", "NoExecute"):
+            continue
+        ok = False
+        for tol in tolerations:
+            op = tol.get("operator", "Equal")
+            if tol.get("effect") and tol.get("effect") != effect:
+                continue
+            if op == "Exists" and (not tol.get("key") or tol.get("key") == t.get("key")):
+                ok = True
+            elif op == "Equal" and tol.get("key") == t.get("key") and \
+                    tol.get("value", "") == t.get("value", ""):
+                ok = True
+            if ok:
+                break
+        if not ok:
+            return False
+    return True
+
+
+def _node_ready(node: Node) -> bool:
+    for c in node.status.extra.get("conditions") or ():
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return True
+
+
+def pick_node(cluster: Any, pod: Pod) -> Node | None:
+    """Deterministic spreading scheduler: the fitting node with fewest pods, then by name.
+
+    Fitting = schedulable (not cordoned), Ready, nodeSelector matched, taints tolerated.
+    """
+    counts = state(cluster).pods_per_node
+    best: tuple[int, str] | None = None
+    best_node = None
+    for node in cluster.list("Node"):
+        if node.spec.unschedulable or not _node_ready(node) or not tolerates(pod, node):
+            continue
+        if any(node.metadata.labels.get(k) != v for k, v in pod.spec.node_selector.items()):
+            continue
+        key = (counts.get(node.metadata.name, 0), node.metadata.name)
+        if best is None or key < best:
+            best, best_node = key, node
+    return best_node
+
+
+def _default_container(c: Container) -> Container:
+    ports = tuple(p if p.protocol else attrs.evolve(p, protocol="TCP") for p in c.ports)
+    return attrs.evolve(c, ports=ports)
+
+
+def _port_name_errors(path: str, name: str) -> list[FieldError]:
+    """IANA_SVC_NAME (validation.IsValidPortName)."""
+    errs = []
+    if len(name) > 15:
+        errs.append(FieldError.invalid(path, name, "must be no more than 15 characters"))
+    if not re.match(r"^[-a-z0-9]+$", name):
+        errs.append(FieldError.invalid(
+            path, name, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"))
+    if not re.search(r"[a-z]", name):
+        errs.append(FieldError.invalid(path, name, "must contain at least one letter (a-z)"))
+    if "--" in name:
+        errs.append(FieldError.invalid(path, name, "must not contain consecutive hyphens"))
+    if name.startswith("-") or name.endswith("-"):
+        errs.append(FieldError.invalid(path, name, "must not begin or end with a hyphen"))
+    return errs
+
+
+def pod_spec_errors(spec: Any, base: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not spec.containers:
+        errs.append(FieldError.required(f"{base}.containers"))
+    for field, group in (("initContainers", spec.init_containers),
+                         ("containers", spec.containers)):
+        for i, c in enumerate(group):
+            cp = f"{base}.{field}[{i}]"
+            if not c.name:
+                errs.append(FieldError.required(f"{cp}.name"))
+            for j, p in enumerate(c.ports):
+                pp = f"{cp}.ports[{j}]"
+                if p.name:
+                    errs += _port_name_errors(f"{pp}.name", p.name)
+                if not 1 <= p.container_port <= 65535:
+                    errs.append(FieldError.invalid(f"{pp}.containerPort", p.container_port,
+                                                   "must be between 1 and 65535, inclusive"))
+                if p.protocol is not None and p.protocol not in _PROTOCOLS:
+                    errs.append(FieldError.not_supported(f"{pp}.protocol", p.protocol,
+                                                         _PROTOCOLS))
+    return errs
+
+
+class PodStrategy:
+    kind = "Pod"
+    api_version = "v1"
+    resource = "pods"
+    namespaced = True
+
+    def decode(self, data: Any, path: str = "") -> Pod:
+        return Pod.from_manifest(data, path)
+
+    def create(self, cluster: Any, obj: Pod) -> Pod:
+        spec = attrs.evolve(
+            obj.spec,
+            containers=tuple(_default_container(c) for c in obj.spec.containers),
+            init_containers=tuple(_default_container(c) for c in obj.spec.init_containers),
+        )
+        pod = attrs.evolve(obj, spec=spec)
+        errs = _name_errors(pod.metadata) + pod_spec_errors(pod.spec, "spec")
+        if pod.spec.hostname and not _DNS1123_LABEL.match(pod.spec.hostname):
+            errs.append(FieldError.invalid("spec.hostname", pod.spec.hostname,
+                                           "a lowercase RFC 1123 label must consist of lower "
+                                           "case alphanumeric characters or '-', and must start "
+                                           "and end with an alphanumeric character"))
+        if errs:
+            raise InvalidObject("Pod", pod.metadata.name, errs)
+        # The apiserver ignores status on create; scheduler, kubelet and CNI fill it in.
+        node = cluster.find("Node", pod.spec.node_name, "") if pod.spec.node_name else \
+            pick_node(cluster, pod)
+        if node is None:
+            status = _pending_status(bool(pod.spec.node_name))
+            return attrs.evolve(pod, status=status)
+        pod = attrs.evolve(pod, spec=attrs.evolve(pod.spec, node_name=node.metadata.name))
+        st = state(cluster)
+        if pod.spec.host_network:
+            ips = node.node_ips
+        else:
+            ips = tuple(st.ipam.allocate(node.metadata.name, c) for c in node.pod_cidrs)
+        st.pods_per_node[node.metadata.name] = st.pods_per_node.get(node.metadata.name, 0) + 1
+        now = cluster.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        host_ips = node.addresses_of("InternalIP")
+        conditions = tuple(
+            PodCondition(t, "True", deep_freeze({"lastProbeTime": None,
+                                                  "lastTransitionTime": now}))
+            for t in ("PodReadyToStartContainers", "Initialized", "Ready",
+                      "ContainersReady", "PodScheduled")
+        )
+        extra: dict[str, Any] = {
+            "containerStatuses": [
+                {"name": c.name, "ready": True, "restartCount": 0, "started": True,
+                 "state": {"running": {"startedAt": now}}}
+                for c in pod.spec.containers
+            ],
+            "startTime": now,
+            "qosClass": "BestEffort",
+        }
+        if host_ips:
+            extra["hostIPs"] = [{"ip": ip} for ip in host_ips]
+        status = attrs.evolve(
+            pod.status, phase="Running", conditions=conditions,
+            pod_ip=ips[0] if ips else "", pod_ips=ips,
+            host_ip=host_ips[0] if host_ips else "", extra=extra,
+        )
+        return attrs.evolve(pod, status=status)
+
+    def update(self, cluster: Any, old: Pod, new: Pod) -> Pod:
+        spec = attrs.evolve(
+            new.spec,
+            node_name=old.spec.node_name,
+            containers=tuple(_default_container(c) for c in new.spec.containers),
+            init_containers=tuple(_default_container(c) for c in new.spec.init_containers),
+        )
+        # deletionTimestamp is set by the apiserver (graceful delete), never by an update.
+        meta = attrs.evolve(new.metadata, deletion_timestamp=old.metadata.deletion_timestamp,
+                            deletion_grace_period_seconds=old.metadata.deletion_grace_period_seconds)
+        return attrs.evolve(new, metadata=meta, spec=spec, status=old.status)
+
+    def delete(self, cluster: Any, obj: Pod) -> None:
+        st = state(cluster)
+        node_name = obj.spec.node_name
+        if not node_name:
+            return
+        if node_name in st.pods_per_node:
+            st.pods_per_node[node_name] = max(0, st.pods_per_node[node_name] - 1)
+        node = cluster.find("Node", node_name, "")
+        if node is None or obj.spec.host_network:
+            return
+        for cidr in node.pod_cidrs:
+            for ip in obj.status.ips:
+                st.ipam.release(node_name, cidr, ip)
+
+    def rebuild(self, cluster: Any) -> None:
+        st = state(cluster)
+        st.ipam.clear()
+        st.pods_per_node.clear()
+        nodes = {n.metadata.name: n for n in cluster.list("Node")}
+        for pod in cluster.list("Pod"):
+            name = pod.spec.node_name
+            if not name:
+                continue
+            st.pods_per_node[name] = st.pods_per_node.get(name, 0) + 1
+            node = nodes.get(name)
+            if node is None or pod.spec.host_network:
+                continue
+            for cidr in node.pod_cidrs:
+                for ip in pod.status.ips:
+                    st.ipam.mark(name, cidr, ip)
+
+
+def _pending_status(bound: bool) -> Any:
+    from kservice.models.workloads import PodStatus
+
+    reason = "node not found" if bound else "0/0 nodes are available"
+    return PodStatus(
+        phase="Pending",
+        conditions=(PodCondition("PodScheduled", "False",
+                                 deep_freeze({"reason": "Unschedulable", "message": reason})),),
+    )
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+class _WorkloadStrategy:
+    kind = ""
+    api_version = "apps/v1"
+    resource = ""
+    namespaced = True
+    model: Any = None
+
+    def decode(self, data: Any, path: str = "") -> Any:
+        return self.model.from_manifest(data, path)
+
+    def _validate(self, obj: Any) -> None:
+        errs = _name_errors(obj.metadata)
+        sel = obj.spec.selector
+        tmpl_labels: Mapping[str, str] = obj.spec.template.metadata.labels
+        if sel.empty:
+            errs.append(FieldError.required("spec.selector"))
+        elif not sel.matches(tmpl_labels):
+            errs.append(FieldError.invalid(
+                "spec.template.metadata.labels", _go_map(tmpl_labels),
+                "`selector` does not match template `labels`"))
+        if obj.spec.replicas is not None and obj.spec.replicas < 0:
+            errs.append(FieldError.invalid("spec.replicas", obj.spec.replicas,
+                                           "must be greater than or equal to 0"))
+        errs += pod_spec_errors(obj.spec.template.spec, "spec.template.spec")
+        if errs:
+            raise InvalidObject(self.kind, obj.metadata.name, errs)
+
+    def create(self, cluster: Any, obj: Any) -> Any:
+        self._validate(obj)
+        spec = obj.spec
+        if self.kind != "DaemonSet" and spec.replicas is None:
+            spec = attrs.evolve(spec, replicas=1)
+        return attrs.evolve(obj, spec=spec,
+                            metadata=attrs.evolve(obj.metadata, generation=1))
+
+    def update(self, cluster: Any, old: Any, new: Any) -> Any:
+        self._validate(new)
+        spec = new.spec
+        if self.kind != "DaemonSet" and spec.replicas is None:
+            spec = attrs.evolve(spec, replicas=1)
+        if old.spec.selector != spec.selector:
+            raise InvalidObject(self.kind, new.metadata.name, [FieldError.invalid(
+                "spec.selector", _go_selector(spec.selector), "field is immutable")])
+        gen = old.metadata.generation + (1 if spec != old.spec else 0)
+        return attrs.evolve(new, spec=spec, status=old.status,
+                            metadata=attrs.evolve(new.metadata, generation=gen))
+
+    def delete(self, cluster: Any, obj: Any) -> None:
+        pass
+
+    def rebuild(self, cluster: Any) -> None:
+        pass
+
+
+def _go_map(m: Mapping[str, str]) -> Any:
+    from kservice.errors import GoLiteral
+
+    inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(m.items()))
+    return GoLiteral("map[string]string{" + inner + "}")
+
+
+def _go_selector(sel: Any) -> Any:
+    from kservice.errors import GoLiteral
+
+    labels = ", ".join(f'"{k}":"{v}"' for k, v in sorted(sel.match_labels.items()))
+    return GoLiteral("v1.LabelSelector{MatchLabels:map[string]string{" + labels +
+                     "}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}")
+
+
+class DeploymentStrategy(_WorkloadStrategy):
+    kind = "Deployment"
+    resource = "deployments"
+    model = Deployment
+
+
+class ReplicaSetStrategy(_WorkloadStrategy):
+    kind = "ReplicaSet"
+    resource = "replicasets"
+    model = ReplicaSet
+
+
+class StatefulSetStrategy(_WorkloadStrategy):
+    kind = "StatefulSet"
+    resource = "statefulsets"
+    model = StatefulSet
+
+    def update(self, cluster: Any, old: Any, new: Any) -> Any:
+        if old.spec.service_name != new.spec.service_name:
+            raise InvalidObject("StatefulSet", new.metadata.name, [FieldError.forbidden(
+                "spec", "updates to statefulset spec for fields other than 'replicas', "
+                "'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', "
+                "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden")])
+        return super().update(cluster, old, new)
+
+
+class DaemonSetStrategy(_WorkloadStrategy):
+    kind = "DaemonSet"
+    resource = "daemonsets"
+    model = DaemonSet
+

@@ -1,0 +1,308 @@
+"""Packet traces through kube-proxy iptables rules: upstream flow tests, goldens, hand cases."""
+
+from __future__ import annotations
+
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from backends.mockkernel import MockKernel
+from kservice.proxy.types import NodeInfo
+from kservice.trace import Packet, TraceResult
+
+HERE = Path(__file__).parent
+GOLDEN = Path("/work/shared/reference/golden/iptables-overall.md")
+
+# Upstream's test node (proxier_test.go): testNodeIP and testNodeIPs (IPv4 part).
+TEST_NODE = NodeInfo(
+    name="test-node",
+    ips=("192.168.0.2", "192.168.1.2", "192.168.99.11"),
+    pod_cidrs=("10.0.0.0/24",),
+    interfaces=(("eth0", "192.168.0.2/24"), ("eth0", "192.168.1.2/24"),
+                ("eth0", "192.168.99.11/24")),
+)
+NODE_IP = "192.168.0.2"
+EXTERNAL_CLIENT = "203.0.113.2"  # upstream testExternalClient
+POD = "10.0.0.2"
+
+
+def quote_fake_comments(text: str) -> str:
+    """Quote the multi-word comments upstream's fake stores unquoted, as iptables-save does."""
+    return re.sub(r"--comment (kubernetes [a-z -]+?) -j", r'--comment "\1" -j', text)
+
+
+def golden_dump() -> str:
+    return GOLDEN.read_text().split("## Expected dump")[1].split("```")[1]
+
+
+@pytest.fixture(scope="module")
+def tracepacket_kernel() -> MockKernel:
+    k = MockKernel(TEST_NODE)
+    k.load_iptables_save(quote_fake_comments(
+        (HERE / "data/mockkernel/upstream-tracepacket.rules").read_text()))
+    return k
+
+
+@pytest.fixture(scope="module")
+def golden_kernel() -> MockKernel:
+    k = MockKernel(TEST_NODE)
+    k.load_iptables_save(golden_dump())
+    k.install_kube_proxy_jump_rules()
+    return k
+
+
+def summary(r: TraceResult) -> str:
+    """Upstream tracePacket's output string: endpoints joined by ", " or the verdict."""
+    parts = []
+    for o in r.outcomes:
+        if o.verdict != "ACCEPT":
+            parts.append(o.verdict)
+        elif o.delivered_to != f"{r.packet.dst}:{r.packet.dport}":
+            parts.append(o.delivered_to)  # type: ignore[arg-type]
+        else:
+            parts.append("ACCEPT" if r.packet.dport == 30000 else "")
+    return ", ".join(p for p in parts if p)
+
+
+# ------------------------------------------------------------ upstream TestTracePacket
+
+@pytest.mark.parametrize(
+    ("name", "src", "dst", "port", "output", "masq"),
+    [
+        ("no match", POD, "10.0.0.3", 80, "", False),
+        ("single endpoint", POD, "172.30.0.41", 80, "10.180.0.1:80", False),
+        ("multiple endpoints", POD, "172.30.0.44", 80, "10.180.0.4:80, 10.180.0.5:80", False),
+        ("LOCAL, KUBE-MARK-MASQ", NODE_IP, "192.168.99.22", 80, "10.180.0.2:80", True),
+        ("DROP", EXTERNAL_CLIENT, "192.168.99.22", 80, "DROP", False),
+        ("ACCEPT (NodePortHealthCheck)", NODE_IP, NODE_IP, 30000, "ACCEPT", False),
+        ("REJECT", POD, "172.30.0.46", 80, "REJECT", False),
+    ],
+)
+def test_upstream_trace_packet_flows(tracepacket_kernel: MockKernel, name: str, src: str,
+                                     dst: str, port: int, output: str, masq: bool) -> None:
+    r = tracepacket_kernel.trace(Packet(src, dst, port))
+    assert summary(r) == output, name
+    assert any(o.masqueraded for o in r.outcomes) is masq, name
+    assert r.total_probability == 1
+
+
+def test_upstream_tracepacket_multiple_endpoints_are_exact_halves(
+        tracepacket_kernel: MockKernel) -> None:
+    r = tracepacket_kernel.trace(Packet(POD, "172.30.0.44", 80))
+    assert r.distribution() == {
+        ("ACCEPT", "10.180.0.4:80", POD): Fraction(1, 2),
+        ("ACCEPT", "10.180.0.5:80", POD): Fraction(1, 2),
+    }
+
+
+# ------------------------------------------------------------ golden TestOverallIPTablesRules
+
+# (src, dst, dport) -> expected distribution; derived by reading the golden's rules
+# (reference §3.4 semantics): masquerading sources appear as eth0's address.
+GOLDEN_FLOWS = [
+    # svc1 ClusterIP from a pod: no masquerade.
+    ((POD, "172.30.0.41", 80), {("ACCEPT", "10.180.0.1:80", POD): 1}),
+    # ... from outside the cluster CIDR: "! -s 10.0.0.0/8" masquerades.
+    ((EXTERNAL_CLIENT, "172.30.0.41", 80), {("ACCEPT", "10.180.0.1:80", NODE_IP): 1}),
+    # svc2 eTP=Local without local endpoints: outside -> DROP for externalIP, LB IP, NodePort.
+    ((EXTERNAL_CLIENT, "192.168.99.22", 80), {("DROP", None, None): 1}),
+    ((EXTERNAL_CLIENT, "1.2.3.4", 80), {("DROP", None, None): 1}),
+    ((EXTERNAL_CLIENT, NODE_IP, 3001), {("DROP", None, None): 1}),
+    # ... pods short-circuit to the cluster endpoints (no masquerade).
+    ((POD, "1.2.3.4", 80), {("ACCEPT", "10.180.0.2:80", POD): 1}),
+    # ... the node itself: masqueraded and routed to the cluster endpoints.
+    ((NODE_IP, NODE_IP, 3001), {("ACCEPT", "10.180.0.2:80", NODE_IP): 1}),
+    # svc2 health check node port is accepted locally.
+    ((EXTERNAL_CLIENT, NODE_IP, 30000), {("ACCEPT", f"{NODE_IP}:30000", EXTERNAL_CLIENT): 1}),
+    # svc3 NodePort (Cluster) on every node IP, masqueraded.
+    ((EXTERNAL_CLIENT, NODE_IP, 3003), {("ACCEPT", "10.180.0.3:80", NODE_IP): 1}),
+    ((EXTERNAL_CLIENT, "192.168.99.11", 3003), {("ACCEPT", "10.180.0.3:80", NODE_IP): 1}),
+    # svc3 NodePort on localhost (localhostNodePorts): masqueraded out of eth0.
+    (("127.0.0.1", "127.0.0.1", 3003), {("ACCEPT", "10.180.0.3:80", NODE_IP): 1}),
+    # svc4 externalIP: masqueraded, half to each endpoint.
+    ((EXTERNAL_CLIENT, "192.168.99.33", 80), {
+        ("ACCEPT", "10.180.0.4:80", NODE_IP): Fraction(1, 2),
+        ("ACCEPT", "10.180.0.5:80", NODE_IP): Fraction(1, 2)}),
+    # svc4 has no NodePort rules (nodePort 0).
+    ((EXTERNAL_CLIENT, NODE_IP, 80), {("ACCEPT", f"{NODE_IP}:80", EXTERNAL_CLIENT): 1}),
+    # svc5 LB with source ranges: allowed source goes through, masqueraded ...
+    (("203.0.113.5", "5.6.7.8", 80), {("ACCEPT", "10.180.0.3:80", NODE_IP): 1}),
+    # ... other sources are dropped by KUBE-PROXY-FIREWALL, pods included (KEP-3178 effect).
+    (("203.0.113.200", "5.6.7.8", 80), {("DROP", None, None): 1}),
+    ((POD, "5.6.7.8", 80), {("DROP", None, None): 1}),
+    # ... its NodePort is not subject to the source ranges.
+    (("198.51.100.7", NODE_IP, 3002), {("ACCEPT", "10.180.0.3:80", NODE_IP): 1}),
+    # svc6 without endpoints: REJECT from pods and from the node.
+    ((POD, "172.30.0.46", 80), {("REJECT", None, None): 1}),
+    ((NODE_IP, "172.30.0.46", 80), {("REJECT", None, None): 1}),
+    # Wrong port: no rule, routed like any packet.
+    ((POD, "172.30.0.41", 81), {("ACCEPT", "172.30.0.41:81", POD): 1}),
+    # Outside to a localhost address without a NodePort: KUBE-FIREWALL drops it.
+    ((EXTERNAL_CLIENT, "127.0.0.1", 9999), {("DROP", None, None): 1}),
+]
+
+
+@pytest.mark.parametrize(("pkt", "expected"), GOLDEN_FLOWS, ids=[str(f[0]) for f in GOLDEN_FLOWS])
+def test_golden_overall_flows(golden_kernel: MockKernel, pkt: tuple[str, str, int],
+                              expected: dict[tuple[str, str | None, str | None], int]) -> None:
+    r = golden_kernel.trace(Packet(*pkt))
+    assert r.distribution() == expected
+    for o in r.outcomes:
+        if o.verdict == "ACCEPT" and o.source_seen != pkt[0]:
+            assert o.masqueraded
+        if o.verdict != "ACCEPT" or o.source_seen == POD:
+            assert not o.masqueraded
+
+
+def test_node_to_own_nodeport_is_masqueraded(golden_kernel: MockKernel) -> None:
+    # The source does not change (eth0's address is the node IP), but the masquerade mark
+    # was set and MASQUERADE ran: replies come back through conntrack either way.
+    (o,) = golden_kernel.trace(Packet(NODE_IP, NODE_IP, 3001)).outcomes
+    assert o.masqueraded and o.rules[-1].endswith("-j MASQUERADE")
+
+
+def test_rule_path_names_table_chain_and_rule(golden_kernel: MockKernel) -> None:
+    (o,) = golden_kernel.trace(Packet(POD, "172.30.0.41", 80)).outcomes
+    assert o.rules[0] == 'nat PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'
+    assert ('nat KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp '
+            '-d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O') in o.rules
+    assert o.rules.index(next(r for r in o.rules if "DNAT" in r)) < o.rules.index(
+        next(r for r in o.rules if r.startswith("filter FORWARD")))
+
+
+def test_affinity_rcheck_does_not_match_without_history(golden_kernel: MockKernel) -> None:
+    (o,) = golden_kernel.trace(Packet(POD, "172.30.0.45", 80)).outcomes
+    assert not any("--rcheck" in r for r in o.rules)
+    assert any("--set" in r for r in o.rules)
+
+
+def test_json_is_trace_result_contract(golden_kernel: MockKernel) -> None:
+    r = golden_kernel.trace(Packet(EXTERNAL_CLIENT, "192.168.99.33", 80))
+    data = json.loads(r.dumps())
+    assert data["node"] == "test-node" and data["mode"] == "iptables"
+    assert [o["probability"] for o in data["outcomes"]] == ["1/2", "1/2"]
+    assert all(o["masqueraded"] for o in data["outcomes"])
+
+
+def test_trace_does_not_change_state(golden_kernel: MockKernel) -> None:
+    before = dict(golden_kernel.recent.lists)
+    golden_kernel.trace(Packet(POD, "172.30.0.45", 80))
+    assert golden_kernel.recent.lists == before
+    assert len(golden_kernel.conntrack) == 0
+
+
+def test_entry_override(golden_kernel: MockKernel) -> None:
+    # The same source seen as arriving from outside instead of from the bridge.
+    r = golden_kernel.trace(Packet(POD, "172.30.0.41", 80), entry="external")
+    assert r.distribution() == {("ACCEPT", "10.180.0.1:80", POD): 1}
+    assert r.outcomes[0].rules[-1].startswith("nat")
+
+
+# ------------------------------------------------------------ hand-written cases
+
+HAIRPIN_NODE = NodeInfo(
+    name="n1", ips=("192.168.0.2",), pod_cidrs=("10.180.0.0/24",),
+    interfaces=(("eth0", "192.168.0.2/24"), ("cni0", "10.180.0.254/24")),
+)
+
+
+def test_hairpin_pod_to_its_own_service(golden_dump_text: str = "") -> None:
+    k = MockKernel(HAIRPIN_NODE)
+    k.load_iptables_save(golden_dump())
+    k.install_kube_proxy_jump_rules()
+    # 10.180.0.1 is svc1's only endpoint and a pod on this bridge: the SEP chain marks it for
+    # masquerade, so it sees the bridge address, not itself (otherwise replies bypass NAT).
+    r = k.trace(Packet("10.180.0.1", "172.30.0.41", 80))
+    assert r.distribution() == {("ACCEPT", "10.180.0.1:80", "10.180.0.254"): 1}
+    assert r.outcomes[0].masqueraded
+    # Another pod on the bridge to the same service: no masquerade.
+    r = k.trace(Packet("10.180.0.7", "172.30.0.41", 80))
+    assert r.distribution() == {("ACCEPT", "10.180.0.1:80", "10.180.0.7"): 1}
+
+
+# §9 of the reference: eTP=Local with a local endpoint, iTP=Local (derived illustration).
+LOCAL_POLICY_RULES = """*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-EXT-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SVL-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SVL-X27LE4BHSL4DOUIK - [0:0]
+:KUBE-SEP-SXIVWICOYRO3J4NJ - [0:0]
+:KUBE-SEP-ZX7GRIZKSNUQ3LAJ - [0:0]
+:KUBE-SEP-OYPFS5VJICHGATKP - [0:0]
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+-A KUBE-NODEPORTS -m comment --comment ns1/svc1:p80 -m tcp -p tcp --dport 3001 -j KUBE-EXT-XPGD46QRK7WJZT7O
+-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 external IP" -m tcp -p tcp -d 192.168.99.11 --dport 80 -j KUBE-EXT-XPGD46QRK7WJZT7O
+-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 loadbalancer IP" -m tcp -p tcp -d 1.2.3.4 --dport 80 -j KUBE-EXT-XPGD46QRK7WJZT7O
+-A KUBE-SERVICES -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVL-X27LE4BHSL4DOUIK
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "pod traffic for ns1/svc1:p80 external destinations" -s 10.0.0.0/8 -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "masquerade LOCAL traffic for ns1/svc1:p80 external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ
+-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "route LOCAL traffic for ns1/svc1:p80 external destinations" -m addrtype --src-type LOCAL -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-EXT-XPGD46QRK7WJZT7O -j KUBE-SVL-XPGD46QRK7WJZT7O
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-SXIVWICOYRO3J4NJ
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.2.1:80" -j KUBE-SEP-ZX7GRIZKSNUQ3LAJ
+-A KUBE-SVL-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVL-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.180.0.3:80" -j KUBE-SEP-OYPFS5VJICHGATKP
+-A KUBE-SVL-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.2.1:80" -j KUBE-SEP-ZX7GRIZKSNUQ3LAJ
+-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -s 10.180.0.1 -j KUBE-MARK-MASQ
+-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80
+-A KUBE-SEP-ZX7GRIZKSNUQ3LAJ -m comment --comment ns1/svc1:p80 -s 10.180.2.1 -j KUBE-MARK-MASQ
+-A KUBE-SEP-ZX7GRIZKSNUQ3LAJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.2.1:80
+-A KUBE-SEP-OYPFS5VJICHGATKP -m comment --comment ns3/svc3:p80 -s 10.180.0.3 -j KUBE-MARK-MASQ
+-A KUBE-SEP-OYPFS5VJICHGATKP -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.3:80
+COMMIT
+"""
+
+LOCAL_NODE = NodeInfo(
+    name="test-node", ips=("192.168.0.2", "192.168.99.11"), pod_cidrs=("10.180.2.0/24",),
+    interfaces=(("eth0", "192.168.0.2/24"), ("eth0", "192.168.99.11/24"),
+                ("cni0", "10.180.2.254/24")),
+)
+
+
+@pytest.fixture(scope="module")
+def local_kernel() -> MockKernel:
+    k = MockKernel(LOCAL_NODE)
+    k.load_iptables_save(LOCAL_POLICY_RULES)
+    k.install_kube_proxy_jump_rules()
+    return k
+
+
+def test_local_policy_from_outside_keeps_source_and_stays_local(local_kernel: MockKernel) -> None:
+    for dst, port in (("1.2.3.4", 80), ("192.168.99.11", 80), ("192.168.0.2", 3001)):
+        r = local_kernel.trace(Packet(EXTERNAL_CLIENT, dst, port))
+        # Only the local endpoint, and the client IP is preserved (no masquerade).
+        assert r.distribution() == {("ACCEPT", "10.180.2.1:80", EXTERNAL_CLIENT): 1}, dst
+
+
+def test_local_policy_from_inside_uses_all_endpoints(local_kernel: MockKernel) -> None:
+    # A pod (cluster CIDR 10/8) reaching the LB IP is short-circuited to the Cluster chain.
+    r = local_kernel.trace(Packet("10.180.2.9", "1.2.3.4", 80))
+    assert r.distribution() == {
+        ("ACCEPT", "10.180.0.1:80", "10.180.2.9"): Fraction(1, 2),
+        ("ACCEPT", "10.180.2.1:80", "10.180.2.9"): Fraction(1, 2),
+    }
+    # The node itself: masqueraded, all endpoints.
+    r = local_kernel.trace(Packet("192.168.0.2", "1.2.3.4", 80))
+    assert r.distribution() == {
+        ("ACCEPT", "10.180.0.1:80", "192.168.0.2"): Fraction(1, 2),
+        ("ACCEPT", "10.180.2.1:80", "10.180.2.254"): Fraction(1, 2),
+    }
+
+
+def test_internal_local_policy(local_kernel: MockKernel) -> None:
+    # iTP=Local: only 10.180.0.3 (the local endpoint) is in the SVL chain.
+    r = local_kernel.trace(Packet("10.180.2.9", "172.30.0.43", 80))
+    assert r.distribution() == {("ACCEPT", "10.180.0.3:80", "10.180.2.9"): 1}
