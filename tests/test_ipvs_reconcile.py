@@ -25,6 +25,7 @@ class FakeNode:
         self.bound: set[str] = set()
         self.link = False
         self.restores = 0
+        self.sysctls: list[str] = []
         if node is not None:
             self.link = True
             self.ipvs.restore(ipvsadm_save(node.services, node.destinations))
@@ -33,7 +34,10 @@ class FakeNode:
 
     def run(self, line: str) -> None:
         argv = shlex.split(line.split("  #")[0])
-        if argv[0] == "ipvsadm":
+        if argv[0] == "sysctl":
+            assert not self.link, "sysctls are set at proxier start, before the first sync"
+            self.sysctls.append(argv[2])
+        elif argv[0] == "ipvsadm":
             self.ipvs.command(line)
         elif argv[0] == "ipset":
             self.ipsets.command(line)
@@ -153,3 +157,31 @@ def test_removed_service_unbinds_and_deletes_after_restore() -> None:
     plan = reconcile(old, new, exclude_cidrs=("203.0.113.0/24",))
     assert "ipvsadm -D -t 203.0.113.9:80" not in plan.commands
     assert "ipvsadm -D -t 10.96.0.10:80" in plan.commands
+
+
+def test_first_sync_starts_with_proxier_sysctls_and_timeouts() -> None:
+    import attrs
+
+    from kservice.proxy.config import IPVSConfiguration, KubeProxyConfiguration
+
+    cfg = KubeProxyConfiguration(mode="ipvs", ipvs=IPVSConfiguration(
+        strict_arp=True, tcp_timeout="15m", udp_timeout="300s"))
+    sp = service_port("ns", "s", "10.96.0.10", 80, endpoints=[endpoint("10.244.2.1", 80)])
+    node = render_node(attrs.evolve(node_state([sp]), config=cfg))
+    plan = reconcile(None, node)
+    assert list(plan.commands[:7]) == [
+        "sysctl -w net.ipv4.vs.conntrack=1",
+        "sysctl -w net.ipv4.vs.expire_nodest_conn=1",
+        "sysctl -w net.ipv4.vs.expire_quiescent_template=1",
+        "sysctl -w net.ipv4.ip_forward=1",
+        "sysctl -w net.ipv4.conf.all.arp_ignore=1",
+        "sysctl -w net.ipv4.conf.all.arp_announce=2",
+        "ipvsadm --set 900 0 300",
+    ]
+    fake = FakeNode(None)
+    for line in plan.commands:
+        fake.run(line)
+    assert fake.ipvs.timeouts["tcp"] == 900 and fake.ipvs.timeouts["tcpfin"] == 120
+    # Later syncs do not repeat start-up work.
+    assert not any(c.startswith(("sysctl", "ipvsadm --set", "ip link"))
+                   for c in reconcile(node, node).commands)

@@ -448,3 +448,49 @@ def test_bad_family_is_a_clear_error() -> None:
     state = attrs.evolve(worked_example(), family="IPv5")
     with pytest.raises(BackendError, match="unknown IP family"):
         render_node(state)
+
+
+def test_partial_render_commands_are_the_increment() -> None:
+    before = worked_example()
+    after = worked_example(session_affinity_timeout=60)
+    r = backend.render(after, previous=before)
+    assert r.partial
+    assert r.section("commands").splitlines()[:2] == [
+        "ipvsadm -E -t 10.96.100.10:80 -s rr -p 60",
+        "ipvsadm -E -t 192.168.0.10:30080 -s rr -p 60",
+    ]
+    # The other sections always show the whole resulting state.
+    assert r.section("save") == backend.render(after).section("save")
+
+
+def test_load_from_the_all_section_alone() -> None:
+    from backends.mockkernel import MockKernel
+    from kservice.backend import Rendering
+    from kservice.trace import Packet
+
+    state = worked_example()
+    full = backend.render(state)
+    only_all = Rendering(full.backend, full.node, full.family, (("all", full.section("all")),))
+    kernel = MockKernel(state.node)
+    backend.load(kernel, only_all)
+    assert kernel.ipvs.save() == EXAMPLE_SAVE
+    assert kernel.is_local("10.96.100.10")
+    res = kernel.trace(Packet("192.0.2.9", "192.168.0.10", 30080), mode="ipvs")
+    assert {o.delivered_to for o in res.outcomes} == {"10.244.1.5:8080", "10.244.2.7:8080"}
+    assert all(o.masqueraded for o in res.outcomes)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0s", 0), ("900s", 900), ("15m", 900),
+                                                ("1h30m", 5400), ("0", 0), ("1500ms", 1)])
+def test_go_durations(text: str, seconds: int) -> None:
+    from backends.ipvs.render import go_duration_seconds
+
+    assert go_duration_seconds(text) == seconds
+
+
+def test_bad_duration_is_a_clear_error() -> None:
+    from backends.ipvs.render import go_duration_seconds
+    from kservice.errors import BackendError
+
+    with pytest.raises(BackendError, match="invalid duration '15 minutes'"):
+        go_duration_seconds("15 minutes")

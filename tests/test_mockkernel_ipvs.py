@@ -255,3 +255,20 @@ def test_rr_send_alternates() -> None:
     assert got == ["10.244.2.1:8080", "10.244.2.2:8080", "10.244.2.1:8080", "10.244.2.2:8080"]
     listing = k.ipvs.list_text()
     assert "  -> 10.244.2.1:8080              Masq    1      2          0         " in listing
+
+
+def test_ipvs_match_for_the_out_filter() -> None:
+    from backends.mockkernel.ipvs import ipvs_match
+
+    t = table("rr", ("10.244.2.1", 1))
+    st = pkt()
+    assert not ipvs_match(st, vaddr=VIP, vproto="tcp", vport=80)
+    assert not ipvs_match(st, ipvs=True)
+    assert ipvs_match(st, ipvs=True, negate=frozenset({"ipvs"}))  # ! --ipvs
+    [(_, after, verdict)] = t.evaluate("INPUT", st)
+    assert verdict.kind == "REROUTE" and verdict.reinject == "OUTPUT"
+    assert (after.dst, after.dport) == ("10.244.2.1", 8080)
+    assert ipvs_match(after, vaddr=VIP, vproto="tcp", vport=80)
+    assert ipvs_match(after, vaddr="10.96.0.0/16", vdir="ORIGINAL", vmethod="MASQ", ipvs=True)
+    assert not ipvs_match(after, vport=81)
+    assert ipvs_match(after, vport=81, negate=frozenset({"vport"}))

@@ -59,6 +59,15 @@ def test_intended_probability_is_one_over_k(k: int) -> None:
     assert kernel_probability("%0.10f" % (1.0 / k), exact_kernel=False) == Fraction(1, k)
 
 
+@pytest.mark.parametrize(("text", "k"), [("0.33333333349", 3), ("0.50000000000", 2),
+                                         ("0.10000000009", 10), ("0.00009999983", 10000)])
+def test_iptables_save_printed_probability_is_one_over_k(text: str, k: int) -> None:
+    # iptables-save prints "%.11f" of lround(2**31/k)/2**31 (libxt_statistic print).
+    assert "%.11f" % (round(2**31 / k) / 2**31) == text
+    assert kernel_probability(text, exact_kernel=False) == Fraction(1, k)
+    assert kernel_probability(text, exact_kernel=True) == Fraction(round(2**31 / k), 2**31)
+
+
 def test_intended_chain_sums_to_one_per_endpoint() -> None:
     n = 7
     remaining = Fraction(1)

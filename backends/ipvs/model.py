@@ -132,6 +132,10 @@ class IPVSNode:
     ipsets: tuple[IPSet, ...] = ()
     #: The iptables-restore payload (nat then filter), exactly as kube-proxy writes it.
     iptables_restore: str = ""
+    #: (sysctl path, value) kube-proxy ensures when the proxier starts, in its order.
+    sysctls: tuple[tuple[str, str], ...] = ()
+    #: ``ipvsadm --set tcp tcpfin udp`` seconds, when any configured timeout is > 0.
+    timeouts: tuple[int, int, int] | None = None
 
     def ipset(self, name: str) -> IPSet:
         for s in self.ipsets:

@@ -59,7 +59,12 @@ def _host_prefix(ip: str) -> str:
 
 def _first_sync(node: IPVSNode) -> list[str]:
     ipt = _prefix(node)
-    out = [f"ip link add {DUMMY_DEVICE} type dummy"]
+    # Proxier start-up (NewProxier): sysctls and IPVS timeouts, then the first sync.
+    out = [f"sysctl -w {path.replace('/', '.')}={value}" for path, value in node.sysctls]
+    if node.timeouts is not None:
+        tcp, fin, udp = node.timeouts
+        out.append(f"ipvsadm --set {tcp} {fin} {udp}")
+    out.append(f"ip link add {DUMMY_DEVICE} type dummy")
     for c in NAT_CHAINS:
         out.append(f"{ipt} -w -t nat -N {c}")
     for c in FILTER_CHAINS:

@@ -181,6 +181,55 @@ IPVS_FILTER_RETURNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# --------------------------------------------------------------------------- sysctls
+
+#: What the IPVS proxier ensures at start (NewProxier), in order, with the reason.
+#: ``net/ipv4/vs/conn_reuse_mode=0`` is only set on kernels older than the fix of issue
+#: #93297 and is left out here (current kernels).
+BASE_SYSCTLS: tuple[tuple[str, str, str], ...] = (
+    ("net/ipv4/vs/conntrack", "1", "keep conntrack entries for IPVS connections so "
+     "iptables SNAT (masquerade) works on them"),
+    ("net/ipv4/vs/expire_nodest_conn", "1", "drop connections whose destination was removed"),
+    ("net/ipv4/vs/expire_quiescent_template", "1",
+     "expire persistence templates pointing at weight-0 (terminating) destinations"),
+    ("net/ipv4/ip_forward", "1", "the node forwards to pods"),
+)
+#: With ``ipvs.strictARP``: do not answer ARP for the VIPs bound on kube-ipvs0.
+STRICT_ARP_SYSCTLS: tuple[tuple[str, str, str], ...] = (
+    ("net/ipv4/conf/all/arp_ignore", "1", "reply only for addresses of the receiving interface"),
+    ("net/ipv4/conf/all/arp_announce", "2", "use the best local source for ARP requests"),
+)
+
+
+def go_duration_seconds(text: str) -> int:
+    """A Go duration (``900s``, ``15m``, ``1h30m``, ``0``) in whole seconds."""
+    import re
+
+    t = text.strip()
+    if t in ("", "0"):
+        return 0
+    parts = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+)", t)
+    if not parts:
+        raise BackendError(f"invalid duration {text!r} (Go syntax, e.g. 900s, 15m)")
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    total = sum(float(n) * unit[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)", t))
+    return int(total)
+
+
+def _sysctls(state: NodeProxyState) -> tuple[tuple[str, str], ...]:
+    rows = list(BASE_SYSCTLS)
+    if state.config.ipvs.strict_arp:
+        rows += STRICT_ARP_SYSCTLS
+    return tuple((k, v) for k, v, _why in rows)
+
+
+def _timeouts(state: NodeProxyState) -> tuple[int, int, int] | None:
+    c = state.config.ipvs
+    got = (go_duration_seconds(c.tcp_timeout), go_duration_seconds(c.tcp_fin_timeout),
+           go_duration_seconds(c.udp_timeout))
+    return got if any(got) else None
+
+
 # --------------------------------------------------------------------------- node addresses
 
 
@@ -410,6 +459,8 @@ class _Builder:
             bound=tuple(self.bound),
             ipsets=sets,
             iptables_restore=self._iptables(),
+            sysctls=_sysctls(self.state),
+            timeouts=_timeouts(self.state),
         )
 
     # ----------------------------------------------------------------- iptables

@@ -56,6 +56,7 @@ __all__ = [
     "IPVSError",
     "MockDest",
     "MockService",
+    "ipvs_match",
 ]
 
 #: Schedulers the mock implements. Others exist in the kernel (lblc, lblcr, fo, ovf,
@@ -178,6 +179,8 @@ class IPVS:
         self.hooks: dict[str, int] = {"INPUT": PRIORITY["ipvs_in"],
                                       "OUTPUT": PRIORITY["ipvs_out"]}
         self.clock = clock
+        #: Connection timeouts (``ipvsadm --set``); tcpfin is kept for completeness.
+        self.timeouts: dict[str, int] = {**CONN_TIMEOUT, "tcpfin": 120}
         #: (proto, client ip, client port, vaddr, vport) -> (vs key, dest key, expiry).
         self.conns: dict[tuple[str, str, int, str, int], tuple[str, str, float]] = {}
 
@@ -269,6 +272,19 @@ class IPVS:
         if not argv:
             return
         op = argv[0]
+        if op == "--set":
+            # ipvsadm --set tcp tcpfin udp: connection timeouts; 0 leaves a value unchanged.
+            try:
+                tcp, fin, udp = (int(x) for x in argv[1:4])
+            except ValueError:
+                raise RuleParseError("--set takes three numbers: tcp tcpfin udp", text=line,
+                                     option=op) from None
+            for proto, value in (("tcp", tcp), ("udp", udp)):
+                if value:
+                    self.timeouts[proto] = value
+            if fin:
+                self.timeouts["tcpfin"] = fin
+            return
         opts = _parse_opts(argv[1:], line)
         if op in ("-C", "--clear"):
             self.clear()
@@ -530,7 +546,7 @@ class IPVS:
                 d.active += 1
             else:
                 d.inactive += 1
-        self.conns[conn_key] = (svc.vs.key, d.key, now + CONN_TIMEOUT[state.proto])
+        self.conns[conn_key] = (svc.vs.key, d.key, now + self.timeouts[state.proto])
         if svc.vs.persistent:
             svc.templates[state.src] = (d.key, now + svc.vs.timeout)
 
@@ -617,3 +633,39 @@ def _parse_opts(args: list[str], line: str) -> dict[str, Any]:
                                   option=a)
     del it
     return opts
+
+
+def ipvs_match(state: PacketState, *, ipvs: bool = False, vproto: str | None = None,
+               vaddr: str | None = None, vport: int | None = None, vdir: str | None = None,
+               vmethod: str | None = None, negate: frozenset[str] = frozenset()) -> bool:
+    """The iptables ``-m ipvs`` match (xt_ipvs) for one packet, for the netfilter parser.
+
+    A packet "is IPVS" once the IPVS hook scheduled it: :meth:`IPVS.evaluate` leaves
+    ``state.notes["ipvs"] = {"vaddr", "vport", "vproto", "vdir", "vmethod", "dest"}`` on the
+    re-injected packet (``--vdir ORIGINAL``, ``--vmethod MASQ``). ``vaddr`` may be
+    ``addr[/mask]``. ``ipvs=True`` means the ``--ipvs`` option is present. Each option named
+    in ``negate`` is inverted (``! --vaddr ...``), as in xt_ipvs.
+    """
+    import ipaddress
+
+    info = state.notes.get("ipvs")
+    checks: list[tuple[str, bool]] = []
+    if ipvs:
+        checks.append(("ipvs", info is not None))
+    if info is None:
+        # xt_ipvs: every option other than --ipvs fails on a non-IPVS packet.
+        return all((name in negate) != ok for name, ok in checks) and not any(
+            v is not None for v in (vproto, vaddr, vport, vdir, vmethod))
+    if vproto is not None:
+        checks.append(("vproto", info["vproto"] == vproto.lower()))
+    if vaddr is not None:
+        net = ipaddress.ip_network(vaddr, strict=False)
+        a = ipaddress.ip_address(info["vaddr"])
+        checks.append(("vaddr", a.version == net.version and a in net))
+    if vport is not None:
+        checks.append(("vport", info["vport"] == vport))
+    if vdir is not None:
+        checks.append(("vdir", info["vdir"] == vdir.upper()))
+    if vmethod is not None:
+        checks.append(("vmethod", info["vmethod"] == vmethod.upper()))
+    return all((name in negate) != ok for name, ok in checks)

@@ -125,9 +125,10 @@ def kernel_probability(text: str, *, exact_kernel: bool) -> Fraction:
     xt_statistic matches when ``(get_random_u32() & 0x7FFFFFFF) < stored``, so the match
     probability is ``stored / 2**31`` (``0.3333333333`` -> ``715827883/2**31``).
 
-    Otherwise the value kube-proxy meant: a text equal to ``"%0.10f" % (1/k)`` is ``1/k``
-    exactly (so a 1/3, 1/2, 1 chain gives each endpoint exactly a third); any other text
-    is its exact decimal value.
+    Otherwise the value kube-proxy meant: a text equal to ``"%0.10f" % (1/k)`` (how
+    kube-proxy writes it) or to ``"%.11f"`` of the stored ``1/k`` (how ``iptables-save``
+    prints it back, e.g. ``0.33333333349``) is ``1/k`` exactly, so a 1/3, 1/2, 1 chain gives
+    each endpoint exactly a third; any other text is its exact decimal value.
     """
     try:
         value = float(text)
@@ -140,7 +141,10 @@ def kernel_probability(text: str, *, exact_kernel: bool) -> Fraction:
         return Fraction(stored, 0x80000000)
     if value > 0:
         k = round(1.0 / value)
-        if k >= 1 and "%0.10f" % (1.0 / k) == text:
+        # kube-proxy writes "%0.10f" % (1/k); iptables-save prints the stored value back
+        # as "%.11f" % (stored / 2**31) (libxt_statistic's print), e.g. 0.33333333349.
+        if k >= 1 and text in ("%0.10f" % (1.0 / k),
+                               "%.11f" % (math.floor(0x80000000 / k + 0.5) / 0x80000000)):
             return Fraction(1, k)
     return Fraction(text)
 

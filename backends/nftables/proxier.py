@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from backends.nftables import model, partial, render
@@ -28,6 +29,17 @@ class NFTablesBackend:
     formats = ("transaction", "ruleset", "dump")
 
     def render(self, state: NodeProxyState, previous: NodeProxyState | None = None) -> Rendering:
+        # A large sync allocates ~10^6 small acyclic objects; the cyclic collector would
+        # repeatedly walk them for nothing, so it is paused while rendering.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._render(state, previous)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _render(self, state: NodeProxyState, previous: NodeProxyState | None) -> Rendering:
         desired = render.render_desired(state)
         table = model.build_table(desired)
         sections: list[tuple[str, str]] = []

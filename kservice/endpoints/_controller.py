@@ -9,6 +9,11 @@ matches it now (an unchanged pod -- same labels, IPs, readiness, node, ports -- 
 a Service event re-syncs that Service; a Node event re-syncs every Service (zones and node
 existence feed every endpoint; node events are rare).
 
+Like upstream's work queue, syncs are *batched*: a Pod or Node event only marks Services
+dirty, and the dirty set is synced once no further Pod/Service/Node event is waiting in the
+store's dispatch queue (so a ReplicaSet creating ten pods costs one sync, not ten). By the
+time the write that started a dispatch returns, every slice is up to date.
+
 A sync computes the desired endpoints (:mod:`._desired`), plans slice writes against the
 stored slices (:mod:`._reconciler`) and writes them with ``put_raw``/``delete_raw``, updating
 its own slice index at once so that queued events never see a stale index. The legacy
@@ -74,6 +79,8 @@ class EndpointsController:
         #: node map are the same objects: svc key -> (svc, nodes, {pod name: (pod, ...)}).
         self._cache: dict[SvcKey, tuple[Any, Any, dict[str, tuple[Pod, PodEndpoints,
                                                                    tuple[Any, ...]]]]] = {}
+        #: Services waiting for a batched sync.
+        self._pending: set[SvcKey] = set()
         #: Number of object writes performed (for tests and benchmarks).
         self.writes = 0
 
@@ -171,24 +178,26 @@ class EndpointsController:
                     self._index_pod(new, True)
                 targets |= self._services_for(new)
             ns = ev.object.metadata.namespace
-            for svc in sorted(targets):
-                self.sync_service(cluster, ns, svc)
+            self._pending.update((ns, svc) for svc in targets)
+            self._maybe_flush(cluster)
         elif kind == "Service":
             key = (ev.object.metadata.namespace, ev.object.metadata.name)
             self._index_service(ev.object if ev.type != "DELETED" else None, key)
             if ev.type == "DELETED":
                 self._cache.pop(key, None)
+                self._pending.discard(key)
                 self._service_deleted(cluster, ev.object)
             else:
-                self.sync_service(cluster, *key)
+                self._pending.add(key)
+            self._maybe_flush(cluster)
         elif kind == "Node":
             old_n = ev.old
             if ev.type == "MODIFIED" and old_n is not None and \
                     old_n.metadata.labels == ev.object.metadata.labels:
                 return
             self._nodes = None
-            for ns, name in sorted(self.selectors):
-                self.sync_service(cluster, ns, name)
+            self._pending.update(self.selectors)
+            self._maybe_flush(cluster)
         elif kind == "EndpointSlice":
             sl = ev.object
             name = sl.metadata.labels.get(LABEL_SERVICE_NAME)
@@ -200,6 +209,27 @@ class EndpointsController:
             if name and ev.type != "DELETED":
                 self.slices.setdefault((sl.metadata.namespace, name), set()).add(
                     sl.metadata.name)
+
+    def _maybe_flush(self, cluster: Cluster) -> None:
+        """Sync the pending Services unless more relevant events are queued behind this one.
+
+        Peeks at the store's dispatch queue (``Cluster._queue``) -- the emulation of the
+        work queue's de-duplication. Without that attribute every event syncs at once.
+        """
+        queue = getattr(cluster, "_queue", ())
+        if any(e.kind in ("Pod", "Service", "Node") for e in queue):
+            return
+        self.flush(cluster)
+
+    def flush(self, cluster: Cluster) -> int:
+        """Sync every pending Service now; returns the writes made."""
+        writes = 0
+        while self._pending:
+            batch = sorted(self._pending)
+            self._pending.clear()
+            for ns, name in batch:
+                writes += self.sync_service(cluster, ns, name)
+        return writes
 
     def _service_deleted(self, cluster: Cluster, svc: Service) -> None:
         ns, name = svc.metadata.namespace, svc.metadata.name

@@ -44,7 +44,13 @@ __all__ = [
 
 
 def deep_freeze(value: Any) -> Any:
-    """JSON-like data to hashable immutable data (dict -> FrozenDict, list -> tuple)."""
+    """JSON-like data to hashable immutable data (dict -> FrozenDict, list -> tuple).
+
+    A FrozenDict is taken as already deep-frozen (every FrozenDict holding JSON data in
+    these models is built here), which keeps ``attrs.evolve`` cheap.
+    """
+    if isinstance(value, FrozenDict):
+        return value
     if isinstance(value, Mapping):
         return FrozenDict({k: deep_freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):

@@ -15,6 +15,7 @@ Allocators are rebuilt from the stored Nodes and Pods (never stored themselves).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -51,6 +52,11 @@ def next_node_cidrs(
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_net(cidr: str) -> Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
 @attrs.define
 class PodIPAM:
     """Per-node host-local allocators: node name -> CIDR -> used offsets."""
@@ -64,7 +70,7 @@ class PodIPAM:
         self.hint.clear()
 
     def _net(self, cidr: str) -> Network:
-        return ipaddress.ip_network(cidr, strict=False)
+        return _parse_net(cidr)
 
     def mark(self, node: str, cidr: str, ip: str) -> None:
         net = self._net(cidr)

@@ -19,12 +19,14 @@ because the store keys an object by name before the strategy runs.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from kservice._frozen import FrozenDict
 from kservice.errors import FieldError, InvalidObject
 from kservice.models.workloads import (
     Container,
@@ -68,6 +70,8 @@ class WorkloadState:
     ipam: PodIPAM = attrs.field(factory=PodIPAM)
     #: node name -> number of pods bound to it (spreading).
     pods_per_node: dict[str, int] = attrs.field(factory=dict)
+    #: (node objects' ids, tolerations, nodeSelector) -> names of nodes a pod fits on.
+    fit_cache: dict[Any, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def state(cluster: Any) -> WorkloadState:
@@ -204,23 +208,51 @@ def pick_node(cluster: Any, pod: Pod) -> Node | None:
 
     Fitting = schedulable (not cordoned), Ready, nodeSelector matched, taints tolerated.
     """
-    counts = state(cluster).pods_per_node
-    best: tuple[int, str] | None = None
-    best_node = None
-    for node in cluster.list("Node"):
-        if node.spec.unschedulable or not _node_ready(node) or not tolerates(pod, node):
-            continue
-        if any(node.metadata.labels.get(k) != v for k, v in pod.spec.node_selector.items()):
-            continue
-        key = (counts.get(node.metadata.name, 0), node.metadata.name)
-        if best is None or key < best:
-            best, best_node = key, node
-    return best_node
+    st = state(cluster)
+    counts = st.pods_per_node
+    nodes = cluster.list("Node")
+    # Which nodes fit depends only on the nodes and the pod's tolerations/nodeSelector:
+    # cache that (keyed by the node objects' identities), then pick by load.
+    key = (tuple(map(id, nodes)), pod.spec.extra.get("tolerations"), pod.spec.node_selector)
+    fit = st.fit_cache.get(key)
+    if fit is None:
+        if len(st.fit_cache) > 256:
+            st.fit_cache.clear()
+        fit = st.fit_cache[key] = tuple(
+            n.metadata.name for n in nodes
+            if not n.spec.unschedulable and _node_ready(n) and tolerates(pod, n)
+            and all(n.metadata.labels.get(k) == v for k, v in pod.spec.node_selector.items())
+        )
+    if not fit:
+        return None
+    best = min(fit, key=lambda name: (counts.get(name, 0), name))
+    return cluster.find("Node", best, "")  # type: ignore[no-any-return]
 
 
 def _default_container(c: Container) -> Container:
+    if all(p.protocol for p in c.ports):
+        return c
     ports = tuple(p if p.protocol else attrs.evolve(p, protocol="TCP") for p in c.ports)
     return attrs.evolve(c, ports=ports)
+
+
+@functools.lru_cache(maxsize=64)
+def _running_conditions(now: str) -> tuple[PodCondition, ...]:
+    extra = deep_freeze({"lastProbeTime": None, "lastTransitionTime": now})
+    return tuple(PodCondition(t, "True", extra) for t in (
+        "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"))
+
+
+@functools.lru_cache(maxsize=256)
+def _running_extra(names: tuple[str, ...], now: str) -> Any:
+    return deep_freeze({
+        "containerStatuses": [
+            {"name": n, "ready": True, "restartCount": 0, "started": True,
+             "state": {"running": {"startedAt": now}}} for n in names
+        ],
+        "startTime": now,
+        "qosClass": "BestEffort",
+    })
 
 
 def _port_name_errors(path: str, name: str) -> list[FieldError]:
@@ -273,12 +305,12 @@ class PodStrategy:
         return Pod.from_manifest(data, path)
 
     def create(self, cluster: Any, obj: Pod) -> Pod:
-        spec = attrs.evolve(
-            obj.spec,
-            containers=tuple(_default_container(c) for c in obj.spec.containers),
-            init_containers=tuple(_default_container(c) for c in obj.spec.init_containers),
-        )
-        pod = attrs.evolve(obj, spec=spec)
+        containers = tuple(_default_container(c) for c in obj.spec.containers)
+        inits = tuple(_default_container(c) for c in obj.spec.init_containers)
+        pod = obj
+        if containers != obj.spec.containers or inits != obj.spec.init_containers:
+            pod = attrs.evolve(obj, spec=attrs.evolve(obj.spec, containers=containers,
+                                                      init_containers=inits))
         errs = _name_errors(pod.metadata) + pod_spec_errors(pod.spec, "spec")
         if pod.spec.hostname and not _DNS1123_LABEL.match(pod.spec.hostname):
             errs.append(FieldError.invalid("spec.hostname", pod.spec.hostname,
@@ -302,23 +334,10 @@ class PodStrategy:
         st.pods_per_node[node.metadata.name] = st.pods_per_node.get(node.metadata.name, 0) + 1
         now = cluster.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         host_ips = node.addresses_of("InternalIP")
-        conditions = tuple(
-            PodCondition(t, "True", deep_freeze({"lastProbeTime": None,
-                                                  "lastTransitionTime": now}))
-            for t in ("PodReadyToStartContainers", "Initialized", "Ready",
-                      "ContainersReady", "PodScheduled")
-        )
-        extra: dict[str, Any] = {
-            "containerStatuses": [
-                {"name": c.name, "ready": True, "restartCount": 0, "started": True,
-                 "state": {"running": {"startedAt": now}}}
-                for c in pod.spec.containers
-            ],
-            "startTime": now,
-            "qosClass": "BestEffort",
-        }
+        conditions = _running_conditions(now)
+        extra = _running_extra(tuple(c.name for c in pod.spec.containers), now)
         if host_ips:
-            extra["hostIPs"] = [{"ip": ip} for ip in host_ips]
+            extra = FrozenDict({**extra, "hostIPs": deep_freeze([{"ip": ip} for ip in host_ips])})
         status = attrs.evolve(
             pod.status, phase="Running", conditions=conditions,
             pod_ip=ips[0] if ips else "", pod_ips=ips,
