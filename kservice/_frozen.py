@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["FrozenDict", "freeze"]
+__all__ = ["FrozenDict", "freeze", "to_frozenset", "to_tuple"]
 
 
 class FrozenDict(Mapping[K, V]):
@@ -48,8 +48,20 @@ class FrozenDict(Mapping[K, V]):
         return dict(self._d)
 
 
-def freeze(value: Mapping[K, V] | None) -> FrozenDict[K, V]:
-    """attrs converter: any mapping (or None) to a FrozenDict."""
+def freeze(value: Mapping[str, str] | None) -> FrozenDict[str, str]:
+    """attrs converter: a string map (or None) to a FrozenDict (labels, annotations)."""
     if isinstance(value, FrozenDict):
         return value
     return FrozenDict(value or {})
+
+
+# Typed stand-ins for ``converter=tuple``/``frozenset``: mypy's attrs plugin cannot solve the
+# builtins' type variables, so fields converted by them would reject every argument.
+def to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    """attrs converter: any iterable to a tuple."""
+    return value if isinstance(value, tuple) else tuple(value)
+
+
+def to_frozenset(value: Iterable[Any]) -> frozenset[Any]:
+    """attrs converter: any iterable to a frozenset."""
+    return value if isinstance(value, frozenset) else frozenset(value)

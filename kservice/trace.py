@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from kservice._frozen import to_tuple
+
 __all__ = ["Outcome", "Packet", "TraceResult", "merge_outcomes"]
 
 VERDICTS = ("ACCEPT", "DROP", "REJECT")
@@ -48,7 +50,7 @@ class Outcome:
     source_seen: str | None = None
     masqueraded: bool = False
     #: The rule path, e.g. ``nat PREROUTING -j KUBE-SERVICES``.
-    rules: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    rules: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
     def key(self) -> tuple[str, str | None, str | None]:
         return (self.verdict, self.delivered_to, self.source_seen)

@@ -7,6 +7,7 @@ the path into a file, line and column.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ class Reader:
     Call :meth:`finish` at the end: any key not consumed is an unknown field.
     """
 
-    def __init__(self, data: object, path: str, kind: str = "") -> None:
+    def __init__(self, data: object, path: builtins.str, kind: builtins.str = "") -> None:
         if not isinstance(data, Mapping):
             raise InvalidInput(
                 f"expected an object, got {type_name(data)}", path=path or "<root>"
@@ -50,23 +51,23 @@ class Reader:
         self.kind = kind
         self._seen: set[str] = set()
 
-    def _p(self, key: str) -> str:
+    def _p(self, key: builtins.str) -> builtins.str:
         return f"{self.path}.{key}" if self.path else key
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         return key in self.data and self.data[key] is not None
 
-    def raw(self, key: str) -> Any:
+    def raw(self, key: builtins.str) -> Any:
         self._seen.add(key)
         return self.data.get(key)
 
-    def _wrong(self, key: str, want: str, value: object) -> InvalidInput:
+    def _wrong(self, key: builtins.str, want: builtins.str, value: object) -> InvalidInput:
         return InvalidInput(
             f"cannot unmarshal {type_name(value)} into field {self._p(key)} of type {want}",
             path=self._p(key),
         )
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    def str(self, key: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         v = self.raw(key)
         if v is None:
             return default
@@ -74,7 +75,7 @@ class Reader:
             raise self._wrong(key, "string", v)
         return v
 
-    def int(self, key: str, default: int | None = None) -> int | None:
+    def int(self, key: builtins.str, default: builtins.int | None = None) -> builtins.int | None:
         v = self.raw(key)
         if v is None:
             return default
@@ -84,7 +85,7 @@ class Reader:
             raise self._wrong(key, "integer", v)
         return v
 
-    def bool(self, key: str, default: bool | None = None) -> bool | None:
+    def bool(self, key: builtins.str, default: builtins.bool | None = None) -> builtins.bool | None:
         v = self.raw(key)
         if v is None:
             return default
@@ -92,7 +93,7 @@ class Reader:
             raise self._wrong(key, "boolean", v)
         return v
 
-    def int_or_str(self, key: str) -> int | str | None:
+    def int_or_str(self, key: builtins.str) -> builtins.int | str | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -100,13 +101,13 @@ class Reader:
             raise self._wrong(key, "IntOrString", v)
         return v
 
-    def str_map(self, key: str) -> dict[str, str] | None:
+    def str_map(self, key: builtins.str) -> builtins.dict[str, str] | None:
         v = self.raw(key)
         if v is None:
             return None
         if not isinstance(v, Mapping):
             raise self._wrong(key, "map[string]string", v)
-        out: dict[str, str] = {}
+        out: builtins.dict[str, str] = {}
         for k, item in v.items():
             if not isinstance(item, str):
                 raise InvalidInput(
@@ -118,7 +119,7 @@ class Reader:
             out[str(k)] = item
         return out
 
-    def str_list(self, key: str) -> list[str] | None:
+    def str_list(self, key: builtins.str) -> builtins.list[str] | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -133,7 +134,7 @@ class Reader:
                 )
         return list(v)
 
-    def obj(self, key: str, build: Callable[[Reader], T]) -> T | None:
+    def obj(self, key: builtins.str, build: Callable[[Reader], T]) -> T | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -142,7 +143,7 @@ class Reader:
         r.finish()
         return out
 
-    def objs(self, key: str, build: Callable[[Reader], T]) -> list[T] | None:
+    def objs(self, key: builtins.str, build: Callable[[Reader], T]) -> builtins.list[T] | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -155,11 +156,11 @@ class Reader:
             r.finish()
         return out
 
-    def ignore(self, *keys: str) -> None:
+    def ignore(self, *keys: builtins.str) -> None:
         """Accept keys this model keeps no typed field for (e.g. ``status`` of some kinds)."""
         self._seen.update(keys)
 
-    def rest(self) -> dict[str, Any]:
+    def rest(self) -> builtins.dict[str, Any]:
         """Keys not consumed so far, consumed now (for kinds that keep opaque data)."""
         out = {k: v for k, v in self.data.items() if k not in self._seen}
         self._seen.update(out)

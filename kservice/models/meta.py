@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze
+from kservice._frozen import FrozenDict, freeze, to_tuple
 from kservice.models._reader import Reader
 
 __all__ = ["ObjectMeta", "OwnerReference"]
@@ -58,8 +58,8 @@ class ObjectMeta:
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
     deletion_grace_period_seconds: int | None = None
-    owner_references: tuple[OwnerReference, ...] = attrs.field(default=(), converter=tuple)
-    finalizers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    owner_references: tuple[OwnerReference, ...] = attrs.field(default=(), converter=to_tuple)
+    finalizers: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_reader(cls, r: Reader) -> ObjectMeta:

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict
+from kservice._frozen import FrozenDict, to_tuple
 from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
 from kservice.models.meta import ObjectMeta
@@ -105,15 +105,15 @@ class SessionAffinityConfig:
 @attrs.frozen
 class ServiceSpec:
     type: str | None = None
-    ports: tuple[ServicePort, ...] = attrs.field(default=(), converter=tuple)
+    ports: tuple[ServicePort, ...] = attrs.field(default=(), converter=to_tuple)
     #: ``None`` = no selector (the controllers ignore the Service). ``{}`` is read as None:
     #: the apiserver's JSON round trip drops an empty map.
     selector: FrozenDict[str, str] | None = attrs.field(default=None, converter=_opt_freeze)
     cluster_ip: str | None = None
-    cluster_ips: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    ip_families: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    cluster_ips: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    ip_families: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     ip_family_policy: str | None = None
-    external_ips: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    external_ips: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     external_name: str | None = None
     session_affinity: str | None = None
     session_affinity_config: SessionAffinityConfig | None = None
@@ -121,7 +121,7 @@ class ServiceSpec:
     internal_traffic_policy: str | None = None
     health_check_node_port: int = 0
     load_balancer_ip: str | None = None
-    load_balancer_source_ranges: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    load_balancer_source_ranges: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     load_balancer_class: str | None = None
     allocate_load_balancer_node_ports: bool | None = None
     publish_not_ready_addresses: bool = False
@@ -218,7 +218,7 @@ class LoadBalancerIngress:
     hostname: str = ""
     #: ``VIP`` (default when ``ip`` is set) or ``Proxy``.
     ip_mode: str | None = None
-    ports: tuple[PortStatus, ...] = attrs.field(default=(), converter=tuple)
+    ports: tuple[PortStatus, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_reader(cls, r: Reader) -> LoadBalancerIngress:
@@ -248,7 +248,7 @@ class LoadBalancerIngress:
 @attrs.frozen
 class ServiceStatus:
     load_balancer_ingress: tuple[LoadBalancerIngress, ...] = attrs.field(
-        default=(), converter=tuple
+        default=(), converter=to_tuple
     )
 
     @classmethod

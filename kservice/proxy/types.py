@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze
+from kservice._frozen import FrozenDict, freeze, to_frozenset, to_tuple
 from kservice.proxy.config import KubeProxyConfiguration
 
 __all__ = [
@@ -56,8 +56,8 @@ class Endpoint:
     ready: bool = True
     serving: bool = True
     terminating: bool = False
-    zone_hints: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
-    node_hints: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    zone_hints: frozenset[str] = attrs.field(default=frozenset(), converter=to_frozenset)
+    node_hints: frozenset[str] = attrs.field(default=frozenset(), converter=to_frozenset)
     node_name: str | None = None
     zone: str | None = None
 
@@ -159,7 +159,7 @@ class ProxierOptions:
     #: nfacct counters that exist on the node.
     nfacct_counters: frozenset[str] = attrs.field(
         default=frozenset({"ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"}),
-        converter=frozenset,
+        converter=to_frozenset,
     )
     conntrack_tcp_liberal: bool = False
     large_cluster_endpoints_threshold: int = 1000
@@ -178,7 +178,7 @@ class NodeProxyState:
     service_ports: tuple[ServicePortInfo, ...] = ()
     #: The cluster's ServiceCIDRs (all families; kube-proxy watches ServiceCIDR objects).
     #: nftables mode drops traffic to unallocated IPs inside them (``cluster-ips-check``).
-    service_cidrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    service_cidrs: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
     @property
     def node_ip(self) -> str | None:

@@ -20,14 +20,13 @@ packet, ready for ``kservice trace``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 from kservice.backend import Backend, get_backend
-from kservice.proxy.types import NodeInfo, NodeProxyState
+from kservice.proxy.types import NodeProxyState
 from kservice.semantics import expected_trace
 from kservice.testing.dataplane import node_proxy_states, probes
 from kservice.trace import Packet, TraceResult
@@ -62,7 +61,7 @@ class BackendContract:
 
     backend_name: ClassVar[str] = ""
     #: ``Callable[[NodeInfo], kernel]``: usually ``backends.mockkernel.MockKernel``.
-    kernel_factory: ClassVar[Callable[[NodeInfo], Any] | None] = None
+    kernel_factory: ClassVar[Any] = None
     #: Families the backend supports.
     families: ClassVar[tuple[str, ...]] = ("IPv4", "IPv6")
 
