@@ -181,9 +181,34 @@ class Cluster:
         h = f"{n:032x}"
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
 
+    #: The apiserver's alphabet for generated name suffixes (no vowels, no confusable digits).
+    _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+    def _generate_name(self, st: Strategy, obj: Any) -> Any:
+        """metadata.generateName: base (cut to 58) + 5 characters, as the apiserver does.
+
+        The suffix comes from the cluster seed and resourceVersion, so runs are reproducible.
+        """
+        meta = obj.metadata
+        if meta.name or not meta.generate_name:
+            return obj
+        base = meta.generate_name[:58]
+        n = self.config.seed * 7_919 + self.resource_version * 104_729 + 1
+        for attempt in range(100):
+            x = (n + attempt * 1_000_003) * 2_654_435_761 % (27**5)
+            suffix = ""
+            for _ in range(5):
+                x, r = divmod(x, 27)
+                suffix += self._NAME_ALPHABET[r]
+            name = base + suffix
+            if (meta.namespace if st.namespaced else "", name) not in self._objects[st.kind]:
+                return attrs.evolve(obj, metadata=attrs.evolve(meta, name=name))
+        raise AlreadyExists(st.resource, base + "*****")
+
     def create(self, obj: Any) -> Any:
         st = self.strategy(obj.kind)
         obj = self._default_namespace(st, obj)
+        obj = self._generate_name(st, obj)
         key = self._key(st, obj)
         if key in self._objects[st.kind]:
             raise AlreadyExists(st.resource, obj.metadata.name)

@@ -143,3 +143,18 @@ def test_decode_dispatches_by_kind_and_rejects_unknown_kinds() -> None:
         c.decode({"kind": "Gadget"})
     with pytest.raises(InvalidInput, match="Kind"):
         c.decode({"apiVersion": "v1"})
+
+
+def test_generate_name_appends_five_apiserver_characters() -> None:
+    c = make()
+    a = c.create(Widget(metadata=ObjectMeta(generate_name="web-")))
+    b = c.create(Widget(metadata=ObjectMeta(generate_name="web-")))
+    for obj in (a, b):
+        assert obj.metadata.name.startswith("web-")
+        suffix = obj.metadata.name[len("web-"):]
+        assert len(suffix) == 5 and set(suffix) <= set("bcdfghjklmnpqrstvwxz2456789")
+    assert a.metadata.name != b.metadata.name
+    again = make()
+    assert again.create(Widget(metadata=ObjectMeta(generate_name="web-"))).metadata.name == (
+        a.metadata.name
+    )
