@@ -10,13 +10,15 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from backends.nftables import backend
-from backends.nftables.partial import partial_transaction
-from backends.nftables.render import ServiceFragment, render_desired
+from backends.nftables.proxier import NFTablesBackend
 from kservice.proxy.categorize import categorize_endpoints
 from kservice.proxy.config import KubeProxyConfiguration
 from kservice.proxy.types import (
-    Endpoint, NodeInfo, NodeProxyState, ServicePortInfo, ServicePortName,
+    Endpoint,
+    NodeInfo,
+    NodeProxyState,
+    ServicePortInfo,
+    ServicePortName,
 )
 
 N_SERVICES = 10_000
@@ -49,35 +51,39 @@ def big_state() -> NodeProxyState:
 
 
 def test_full_render_10k_services(benchmark, big_state: NodeProxyState) -> None:
-    rendering = benchmark.pedantic(backend.render, args=(big_state,), rounds=3, iterations=1)
+    """backend.render: the transaction plus the ruleset and dump listings, cold caches."""
+    def setup():  # type: ignore[no-untyped-def]
+        return (NFTablesBackend(), big_state), {}
+
+    rendering = benchmark.pedantic(lambda b, st: b.render(st), setup=setup, rounds=3,
+                                   iterations=1)
     assert rendering.section("transaction").count("numgen random mod 10") == N_SERVICES
 
 
 def test_full_transaction_only_10k_services(benchmark, big_state: NodeProxyState) -> None:
-    """What kube-proxy itself computes per full sync: the transaction text."""
-    from backends.nftables.partial import full_transaction
+    """What kube-proxy itself computes per full sync: the transaction text, cold caches."""
+    def setup():  # type: ignore[no-untyped-def]
+        return (NFTablesBackend(), big_state), {}
 
-    tx = benchmark.pedantic(lambda: full_transaction(render_desired(big_state)),
-                            rounds=3, iterations=1)
+    tx = benchmark.pedantic(lambda b, st: b.sync(st), setup=setup, rounds=3, iterations=1)
     assert tx.count("add chain ip kube-proxy endpoint-") == N_SERVICES * N_ENDPOINTS
 
 
 def test_one_service_partial_sync(benchmark, big_state: NodeProxyState) -> None:
-    """One endpoint of one service changes: the proxier rebuilds that service's fragment
-    and diffs elements, from the previous sync's fragments (its element storage)."""
-    prev = render_desired(big_state)
+    """One endpoint of one service goes away: the backend (which, like the proxier, kept
+    the previous sync) re-renders that service and diffs elements."""
+    b = NFTablesBackend()
+    b.sync(big_state)
     i = 1234
-    changed = _port(i, N_ENDPOINTS - 1)
-    pos = next(k for k, sp in enumerate(big_state.service_ports) if sp.name == changed.name)
+    pos = next(k for k, sp in enumerate(big_state.service_ports) if sp.name.name == f"svc{i}")
 
-    def sync() -> str:
-        from backends.nftables.render import _fragment, local_detector
+    def setup():  # type: ignore[no-untyped-def]
+        # A fresh port object each round, so its fragment is really rendered.
+        ports = list(big_state.service_ports)
+        ports[pos] = _port(i, N_ENDPOINTS - 1)
+        return (attrs.evolve(big_state, service_ports=tuple(ports)),), {}
 
-        frag = _fragment(changed, big_state, "ip", "ipv4_addr",
-                         local_detector(big_state, "ip"), False, big_state.node_ip)
-        frags = prev.fragments[:pos] + (frag,) + prev.fragments[pos + 1:]
-        cur = attrs.evolve(prev, fragments=frags)
-        return partial_transaction(prev, cur, {frag.service})
-
-    tx = benchmark(sync)
+    tx = benchmark.pedantic(lambda st: b.sync(st, previous=big_state), setup=setup,
+                            rounds=30, iterations=1)
     assert "flush chain" in tx and "svc1234/" in tx
+    assert tx.count("\n") < 60  # only that service's objects

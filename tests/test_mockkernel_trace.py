@@ -306,3 +306,249 @@ def test_internal_local_policy(local_kernel: MockKernel) -> None:
     # iTP=Local: only 10.180.0.3 (the local endpoint) is in the SVL chain.
     r = local_kernel.trace(Packet("10.180.2.9", "172.30.0.43", 80))
     assert r.distribution() == {("ACCEPT", "10.180.0.3:80", "10.180.2.9"): 1}
+
+
+# ------------------------------------------------------------ upstream flow tests, rendered
+# The same packet-flow expectations upstream runs (runPacketFlowTests in proxier_test.go),
+# on rules rendered by our iptables backend (backends.iptables), loaded as the node's
+# complete iptables-save.
+
+BLOCKED_CLIENT = "203.0.113.130"  # upstream testExternalClientBlocked
+ALT_NODE_IP = "192.168.1.2"       # upstream testNodeIPAlt
+
+
+def _svc(ns: str, name: str, spec: dict, status: dict | None = None) -> dict:
+    m = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
+         "spec": spec}
+    if status:
+        m["status"] = status
+    return m
+
+
+def _slice(ns: str, svc: str, endpoints: list[dict], ports: list[dict]) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": ns, "name": f"{svc}-1",
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": ports}
+
+
+def rendered_kernel(objects: list[dict], **cfg: object) -> MockKernel:
+    backends_iptables = pytest.importorskip("backends.iptables")
+    from kservice.proxy.config import KubeProxyConfiguration
+    from kservice.proxy.raw import state_from_objects
+    from kservice.proxy.types import ProxierOptions
+
+    node = NodeInfo(
+        name="test-node", ips=("192.168.0.2",), pod_cidrs=("10.0.0.0/24",),
+        interfaces=(("lo", "127.0.0.1/8"), ("eth0", "192.168.0.2/24"),
+                    ("eth0", "192.168.1.2/24"), ("eth0", "192.168.99.11/24")),
+    )
+    state = state_from_objects(
+        objects, "test-node", "IPv4", KubeProxyConfiguration(cluster_cidr="10.0.0.0/8", **cfg),
+        node=node, options=ProxierOptions(masquerade_mark="0x4000", random_fully=False))
+    backend = backends_iptables.IPTablesBackend()
+    k = MockKernel(node)
+    backend.load(k, backend.render(state))
+    return k
+
+
+def check_flows(k: MockKernel, flows: list[tuple[str, str, str, int, str, bool]],
+                proto: str = "tcp") -> None:
+    for name, src, dst, port, output, masq in flows:
+        r = k.trace(Packet(src, dst, port, proto=proto))
+        assert r.total_probability == 1, name
+        got = ", ".join(o.verdict if o.verdict != "ACCEPT" else (
+            o.delivered_to if o.delivered_to != f"{dst}:{port}" else "") for o in r.outcomes)
+        assert got == output, name
+        assert any(o.masqueraded for o in r.outcomes) is masq, name
+
+
+def test_upstream_load_balancer_flows() -> None:
+    k = rendered_kernel([
+        _svc("ns1", "svc1", {"type": "LoadBalancer", "clusterIP": "172.30.0.41",
+                             "ports": [{"name": "p80", "port": 80, "protocol": "TCP",
+                                        "nodePort": 3001}],
+                             "loadBalancerSourceRanges": ["192.168.0.0/24", " 203.0.113.0/25"]},
+             {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}, {"ip": "5.6.7.8"}]}}),
+        _slice("ns1", "svc1", [{"addresses": ["10.180.0.1"]}],
+               [{"name": "p80", "port": 80, "protocol": "TCP"}]),
+    ])
+    ep = "10.180.0.1:80"
+    check_flows(k, [
+        ("pod to cluster IP", POD, "172.30.0.41", 80, ep, False),
+        ("external to nodePort", EXTERNAL_CLIENT, NODE_IP, 3001, ep, True),
+        ("nodePort bypasses LoadBalancerSourceRanges", BLOCKED_CLIENT, NODE_IP, 3001, ep, True),
+        ("accepted external to LB1", EXTERNAL_CLIENT, "1.2.3.4", 80, ep, True),
+        ("accepted external to LB2", EXTERNAL_CLIENT, "5.6.7.8", 80, ep, True),
+        ("blocked external to LB1", BLOCKED_CLIENT, "1.2.3.4", 80, "DROP", False),
+        ("blocked external to LB2", BLOCKED_CLIENT, "5.6.7.8", 80, "DROP", False),
+        ("pod to LB1 (blocked by LoadBalancerSourceRanges)", POD, "1.2.3.4", 80, "DROP", False),
+        ("pod to LB2 (blocked by LoadBalancerSourceRanges)", POD, "5.6.7.8", 80, "DROP", False),
+        ("node to LB1 (allowed by LoadBalancerSourceRanges)", NODE_IP, "1.2.3.4", 80, ep, True),
+        ("node to LB2 (allowed by LoadBalancerSourceRanges)", NODE_IP, "5.6.7.8", 80, ep, True),
+        ("same node to LB1, SNATted to LB1", "1.2.3.4", "1.2.3.4", 80, ep, True),
+        ("same node to LB2, SNATted to LB2", "5.6.7.8", "5.6.7.8", 80, ep, True),
+    ])
+
+
+def test_upstream_no_endpoints_reject_flows() -> None:
+    k = rendered_kernel([
+        _svc("ns1", "svc1", {"type": "LoadBalancer", "clusterIP": "172.30.0.41",
+                             "externalIPs": ["192.168.99.11"],
+                             "ports": [{"name": "p80", "port": 80, "protocol": "TCP",
+                                        "nodePort": 3001}]},
+             {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}),
+    ])
+    check_flows(k, [
+        ("pod to cluster IP with no endpoints", POD, "172.30.0.41", 80, "REJECT", False),
+        ("external to external IP with no endpoints", EXTERNAL_CLIENT, "192.168.99.11", 80,
+         "REJECT", False),
+        ("pod to NodePort with no endpoints", POD, NODE_IP, 3001, "REJECT", False),
+        ("external to NodePort with no endpoints", EXTERNAL_CLIENT, NODE_IP, 3001, "REJECT", False),
+        ("pod to LoadBalancer IP with no endpoints", POD, "1.2.3.4", 80, "REJECT", False),
+        ("external to LoadBalancer IP with no endpoints", EXTERNAL_CLIENT, "1.2.3.4", 80,
+         "REJECT", False),
+    ])
+
+
+def test_upstream_cluster_ip_general_flows() -> None:
+    ports = [{"name": "http", "port": 80, "protocol": "TCP"},
+             {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8443},
+             {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353},
+             {"name": "dns-sctp", "port": 53, "protocol": "SCTP"}]
+    k = rendered_kernel([
+        _svc("ns1", "svc1", {"clusterIP": "172.30.0.41",
+                             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        _svc("ns2", "svc2", {"clusterIP": "172.30.0.42", "ports": ports}),
+        _slice("ns1", "svc1", [{"addresses": ["10.180.0.1"], "nodeName": "test-node"}],
+               [{"name": "http", "port": 80, "protocol": "TCP"}]),
+        _slice("ns2", "svc2", [{"addresses": ["10.180.0.1"], "nodeName": "test-node"},
+                               {"addresses": ["10.180.2.1"], "nodeName": "node2"}],
+               [{"name": "http", "port": 80, "protocol": "TCP"},
+                {"name": "https", "port": 8443, "protocol": "TCP"},
+                {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 5353, "protocol": "TCP"},
+                {"name": "dns-sctp", "port": 53, "protocol": "SCTP"}]),
+    ])
+    src = "10.180.0.2"
+    check_flows(k, [
+        ("simple clusterIP", src, "172.30.0.41", 80, "10.180.0.1:80", False),
+        ("hairpin to cluster IP", "10.180.0.1", "172.30.0.41", 80, "10.180.0.1:80", True),
+        ("clusterIP with multiple endpoints", src, "172.30.0.42", 80,
+         "10.180.0.1:80, 10.180.2.1:80", False),
+        ("clusterIP with TargetPort", src, "172.30.0.42", 443,
+         "10.180.0.1:8443, 10.180.2.1:8443", False),
+        ("TCP on port 53", src, "172.30.0.42", 53, "10.180.0.1:5353, 10.180.2.1:5353", False),
+        ("svc1 does not accept svc2's ports", src, "172.30.0.41", 443, "", False),
+    ])
+    check_flows(k, [("UDP on port 53", src, "172.30.0.42", 53, "10.180.0.1:53, 10.180.2.1:53",
+                     False),
+                    ("TCP-only port does not match UDP traffic", src, "172.30.0.42", 80, "",
+                     False)], proto="udp")
+    check_flows(k, [("SCTP on port 53", src, "172.30.0.42", 53,
+                     "10.180.0.1:53, 10.180.2.1:53", False)], proto="sctp")
+
+
+def test_upstream_node_ports_flows() -> None:
+    k = rendered_kernel([
+        _svc("ns1", "svc1", {"type": "NodePort", "clusterIP": "172.30.0.41",
+                             "ports": [{"name": "p80", "port": 80, "protocol": "TCP",
+                                        "nodePort": 3001}]}),
+        _slice("ns1", "svc1", [{"addresses": ["10.180.0.1"]},
+                               {"addresses": ["10.180.2.1"], "nodeName": "test-node"}],
+               [{"name": "p80", "port": 80, "protocol": "TCP"}]),
+    ])
+    out = "10.180.0.1:80, 10.180.2.1:80"
+    check_flows(k, [
+        ("pod to cluster IP", POD, "172.30.0.41", 80, out, False),
+        ("external to nodePort", EXTERNAL_CLIENT, NODE_IP, 3001, out, True),
+        ("node to nodePort", NODE_IP, NODE_IP, 3001, out, True),
+        ("localhost to nodePort gets masqueraded", "127.0.0.1", "127.0.0.1", 3001, out, True),
+        ("external to nodePort on secondary IP", EXTERNAL_CLIENT, ALT_NODE_IP, 3001, out, True),
+    ])
+
+
+# ------------------------------------------------------------ CLI (kservice trace)
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from kservice.cli import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def golden_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("dump") / "golden.rules"
+    p.write_text(golden_dump())
+    return p
+
+
+def test_cli_trace_dump_json_is_trace_result(golden_file: Path, golden_kernel: MockKernel,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _err = _cli(["trace", "--rules", str(golden_file), "--node", "test-node",
+                          "--node-ip", "192.168.0.2", "--node-ip", "192.168.1.2",
+                          "--node-ip", "192.168.99.11", "--iface", "eth0=192.168.0.2/24",
+                          "--pod-cidr", "10.0.0.0/24", "--src", EXTERNAL_CLIENT,
+                          "--dst", "192.168.99.33:80", "-o", "json"], capsys)
+    assert rc == 0
+    expected = golden_kernel.trace(Packet(EXTERNAL_CLIENT, "192.168.99.33", 80)).to_json()
+    assert json.loads(out) == expected
+
+
+def test_cli_trace_dump_text(golden_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _err = _cli(["trace", "--rules", str(golden_file), "--node-ip", "192.168.0.2",
+                          "--pod-cidr", "10.0.0.0/24", "--src", "10.0.0.2:1234",
+                          "--dst", "172.30.0.44:80"], capsys)
+    assert rc == 0
+    assert "10.0.0.2:1234 -> 172.30.0.44:80" in out
+    assert "1/2" in out and "10.180.0.4:80" in out and "10.180.0.5:80" in out
+    assert 'nat KUBE-SEP-UKSFD7AGPMPPLUHC -m comment --comment ns4/svc4:p80 -m tcp -p tcp -j DNAT' in out
+    assert "added kube-proxy's jump rules" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dst", "172.30.0.44"], "needs a port"),
+        (["--dst", "nonsense:80"], "is not an IP address"),
+        (["--dst", "172.30.0.44:99999"], "port must be 1-65535"),
+        (["--dst", "[fd00::1]:80"], "different IP families"),
+    ],
+)
+def test_cli_bad_input_is_an_error_not_a_traceback(
+        golden_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    rc, _out, err = _cli(["trace", "--rules", str(golden_file), "--node-ip", "192.168.0.2",
+                          "--src", "10.0.0.2", *args], capsys)
+    assert rc == 1
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_bad_dump_names_line_and_option(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    dump = tmp_path / "bad.rules"
+    dump.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m physdev --physdev-in x -j DROP\nCOMMIT\n")
+    rc, _out, err = _cli(["trace", "--rules", str(dump), "--node-ip", "192.168.0.2",
+                          "--src", "1.1.1.1", "--dst", "192.168.0.2:22"], capsys)
+    assert rc == 1
+    assert f"{dump}:3" in err and "-m physdev" in err
+    rc, out, _err = _cli(["trace", "--rules", str(dump), "--node-ip", "192.168.0.2", "--lenient",
+                          "--src", "1.1.1.1", "--dst", "192.168.0.2:22"], capsys)
+    assert rc == 0 and "UNKNOWN" in out
+
+
+def test_cli_trace_from_stored_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("backends.iptables")
+    state = str(tmp_path / "state.db")
+    rc, out, err = _cli(["--state", state, "trace", "--node", "kind-worker", "--src",
+                         "10.244.1.5", "--dst", "10.96.0.10:53", "--proto", "udp", "-o", "json"],
+                        capsys)
+    if rc != 0 and "not found" in err:
+        pytest.skip(f"default cluster has no such node: {err}")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "iptables" and data["node"] == "kind-worker"
+    assert sum(Fraction(o["probability"]) for o in data["outcomes"]) == 1
+    assert all(o["verdict"] == "ACCEPT" for o in data["outcomes"])

@@ -111,7 +111,11 @@ def test_partial_sync_then_cleanup_matches_a_full_sync(netns: str) -> None:
 def test_ipv6_and_match_all_nodeports_load(netns: str) -> None:
     from kservice.proxy.config import KubeProxyConfiguration
     from kservice.proxy.types import (
-        CategorizedEndpoints, Endpoint, NodeInfo, NodeProxyState, ServicePortInfo,
+        CategorizedEndpoints,
+        Endpoint,
+        NodeInfo,
+        NodeProxyState,
+        ServicePortInfo,
         ServicePortName,
     )
 

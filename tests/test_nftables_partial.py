@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import attrs
-from hypothesis import assume, given, note
-from hypothesis import strategies as st
+from hypothesis import given, note
 
 from backends.mockkernel.nft import NftRuleset
 from backends.nftables import backend
@@ -12,41 +11,7 @@ from backends.nftables.partial import changed_services, full_transaction, partia
 from backends.nftables.render import render_desired
 from kservice.testing.contract import describe_state
 from kservice.testing.dataplane import node_proxy_states
-
-
-def _api_valid(state) -> bool:
-    """No two ports share a frontend (IP, protocol, port) or a nodePort.
-
-    The API refuses both (``spec.ports[i]: Duplicate value``; nodePort allocation), and
-    kube-proxy would then write the same map key twice, keeping whichever element came
-    first -- an order-dependent comment that no sync strategy can reproduce.
-    """
-    seen: set[tuple] = set()
-    for sp in state.service_ports:
-        keys = [(ip, sp.protocol, sp.port) for ip in
-                (sp.cluster_ip, *sp.external_ips, *sp.load_balancer_vips)]
-        if sp.node_port:
-            keys.append(("nodeport", sp.protocol, sp.node_port))
-        for k in keys:
-            if k in seen:
-                return False
-            seen.add(k)
-    return True
-
-
-@st.composite
-def state_pairs(draw: st.DrawFn):
-    fam = draw(st.sampled_from(["IPv4", "IPv6"]))
-    a = draw(node_proxy_states(family=st.just(fam), max_services=4).filter(_api_valid))
-    b = draw(node_proxy_states(family=st.just(fam), configs=st.just(a.config), max_services=4)
-             .filter(_api_valid))
-    if draw(st.booleans()):
-        # Mostly-unchanged successor: keep A's ports, replace one of them by B's version.
-        keep = [sp for sp in a.service_ports if sp.name != b.service_ports[0].name]
-        b = attrs.evolve(a, service_ports=tuple(sorted(keep + [b.service_ports[0]],
-                                                       key=lambda s: s.name)))
-        assume(_api_valid(b))
-    return a, b
+from kservice.testing.nftables import sync_pairs
 
 
 def programmed(*texts: str, comments: bool = False) -> dict:
@@ -64,11 +29,11 @@ def programmed(*texts: str, comments: bool = False) -> dict:
     if not comments:
         for table in snap.values():
             for name, s in list(table["sets"].items()):
-                table["sets"][name] = s[:5] + (frozenset((k, v) for k, v, _c in s[5]),)
+                table["sets"][name] = (*s[:5], frozenset((k, v) for k, v, _c in s[5]))
     return snap
 
 
-@given(state_pairs())
+@given(sync_pairs())
 def test_partial_after_previous_equals_full_sync(pair) -> None:
     a, b = pair
     note(describe_state(a))
@@ -80,7 +45,7 @@ def test_partial_after_previous_equals_full_sync(pair) -> None:
     assert got == want
 
 
-@given(state_pairs())
+@given(sync_pairs())
 def test_before_cleanup_only_empty_stale_chains_remain(pair) -> None:
     a, b = pair
     r = backend.render(b, previous=a)
@@ -99,7 +64,7 @@ def test_no_change_is_an_empty_transaction(state) -> None:
     assert backend.render(state, previous=state).section("transaction") == ""
 
 
-@given(state_pairs())
+@given(sync_pairs())
 def test_partial_touches_only_changed_services(pair) -> None:
     a, b = pair
     da, db = render_desired(a), render_desired(b)

@@ -13,7 +13,11 @@ from backends.nftables.sort import sort_nftables_transaction
 from kservice.proxy.categorize import categorize_endpoints
 from kservice.proxy.config import KubeProxyConfiguration
 from kservice.proxy.types import (
-    Endpoint, NodeInfo, NodeProxyState, ProxierOptions, ServicePortInfo, ServicePortName,
+    Endpoint,
+    NodeInfo,
+    NodeProxyState,
+    ServicePortInfo,
+    ServicePortName,
 )
 from kservice.testing.contract import BackendContract
 

@@ -186,13 +186,7 @@ class PacketState:
 
     def fork(self) -> PacketState:
         """An independent copy for one branch (mutable parts copied)."""
-        new = object.__new__(PacketState)
-        for name in _SLOTS:
-            object.__setattr__(new, name, getattr(self, name))
-        new.nat_done = set(self.nat_done)
-        new.rules = list(self.rules)
-        new.notes = dict(self.notes)
-        return new
+        return _fork(self)
 
     def set_dst(self, ip: str, port: int | None) -> None:
         """Rewrite the destination (DNAT / REDIRECT / IPVS)."""
@@ -221,7 +215,17 @@ class PacketState:
         return frozenset(out)
 
 
-_SLOTS = tuple(a.name for a in attrs.fields(PacketState))
+def _make_fork() -> Any:
+    # A generated field-by-field copy: forks are the hot path of branching traces.
+    names = [a.name for a in attrs.fields(PacketState)]
+    copied = {"nat_done": "set(s.nat_done)", "rules": "list(s.rules)", "notes": "dict(s.notes)"}
+    body = "".join(f"    n.{f} = {copied.get(f, 's.' + f)}\n" for f in names)
+    ns: dict[str, Any] = {"PacketState": PacketState}
+    exec(f"def _fork(s):\n    n = object.__new__(PacketState)\n{body}    return n\n", ns)
+    return ns["_fork"]
+
+
+_fork = _make_fork()
 
 #: One branch a program returns.
 Branch = tuple[Fraction, PacketState, Verdict]

@@ -398,6 +398,7 @@ class MockKernel:
         done: list[tuple[Fraction, PacketState, Verdict]] = []
         manip = NAT_MANIP.get(hook)
         for _prio, _seq, prog in self._steps(hook):
+            fams = getattr(prog, "families", (4, 6))
             nxt: list[tuple[Fraction, PacketState]] = []
             for p, st in live:
                 st.hook = hook
@@ -409,7 +410,6 @@ class MockKernel:
                     self._ct_bind(st, manip)
                     nxt.append((p, st))
                     continue
-                fams = getattr(prog, "families", (4, 6))
                 if st.version not in fams:
                     nxt.append((p, st))
                     continue

@@ -203,36 +203,47 @@ class IptablesTable:
 
         kind: ``ACCEPT``/``DROP``/``REJECT``, ``UNKNOWN:<option>`` or ``FALL`` (end of the
         chain or RETURN -- the caller continues after its jump).
+
+        A ``statistic`` split forks the taken branch and walks on with the other one, its
+        weight reduced, so every outcome is multiplied once per split it went through.
         """
+        rules = chain.rules
+        if not rules:
+            return [(_ONE, st, _FALL)]
         if depth > MAX_DEPTH:
             raise BackendError(f"iptables {self.name}: jump depth over {MAX_DEPTH} "
                                f"(loop through {chain.name}?)")
         if chain.raw:
             chain.compile()
-        rules = chain.rules
-        idx = self.index_for(chain)
+            rules = chain.rules
+        idx = self._index.get(chain.name, _MISSING)
+        if idx is _MISSING:
+            idx = self.index_for(chain)
         positions: Any
         if idx is not None:
             cand = idx.candidates(st.dst_int, st.proto, st.dport)
-            positions = cand[bisect.bisect_left(cand, start):]
+            positions = cand[bisect.bisect_left(cand, start):] if start else cand
         else:
             positions = range(start, len(rules))
         rng = st.rng
+        out: list[tuple[Fraction, PacketState, str]] = []
+        weight = _ONE
         for i in positions:
             rule = rules[i]
             prob = _ONE
             matched = True
             for m in rule.matches:
                 if m.unknown is not None:
-                    st.rules.append(f"{self.name} {chain.name} {rule.text}")
-                    return [(_ONE, st, "UNKNOWN:" + m.unknown)]
+                    st.rules.append(self._path(chain, rule))
+                    out.append((weight, st, "UNKNOWN:" + m.unknown))
+                    return out
                 if m.probability is not None:
                     if rng is not None:
                         if not rng.random() < m.probability:
                             matched = False
                             break
                     else:
-                        prob = prob * m.probability
+                        prob = m.probability if prob is _ONE else prob * m.probability
                         if prob == 0:
                             matched = False
                             break
@@ -242,22 +253,46 @@ class IptablesTable:
             if not matched:
                 continue
             if prob is not _ONE and prob != 1:
-                # Split: this rule matches with `prob`; otherwise the walk goes on.
-                taken = st.fork()
-                rest = 1 - prob
-                res = [(prob if p is _ONE else prob * p, s, k)
-                       for p, s, k in self._take(chain, i, taken, depth)]
-                res += [(rest if p is _ONE else rest * p, s, k)
-                        for p, s, k in self._walk(chain, i + 1, st, depth)]
-                return res
-            return self._take(chain, i, st, depth)
-        return [(_ONE, st, _FALL)]
+                # Split: the rule matches with `prob` (a forked branch takes it) ...
+                w = prob if weight is _ONE else weight * prob
+                for p, s2, k in self._take(chain, i, st.fork(), depth):
+                    out.append((w if p is _ONE else w * p, s2, k))
+                # ... and with 1 - prob the walk goes on with this state.
+                weight = (1 - prob) if weight is _ONE else weight * (1 - prob)
+                continue
+            t = rule.target
+            if t.options.get("chain") and not t.goto and t.unknown is None:
+                # A plain jump: when the sub-chain comes back as one branch, go on here
+                # without recursion (the common case: KUBE-MARK-MASQ, FORWARD jumps).
+                st.rules.append(rule.path or self._path(chain, rule))
+                res = self._walk(self.chains[t.name], 0, st, depth + 1)  # type: ignore[index]
+                if len(res) == 1 and res[0][2] == _FALL and res[0][0] is _ONE:
+                    st = res[0][1]
+                    continue
+                for p, s2, k in res:
+                    w = p if weight is _ONE else weight * p
+                    if k == _FALL:
+                        for q, s3, k3 in self._walk(chain, i + 1, s2, depth):
+                            out.append((w if q is _ONE else w * q, s3, k3))
+                    else:
+                        out.append((w, s2, k))
+                return out
+            for p, s2, k in self._take(chain, i, st, depth):
+                out.append((weight if p is _ONE else weight * p, s2, k))
+            return out
+        out.append((weight, st, _FALL))
+        return out
+
+    def _path(self, chain: Chain, rule: Rule) -> str:
+        """The rule-path entry ``<table> <chain> <rule text>`` (cached on the rule)."""
+        rule.path = f"{self.name} {chain.name} {rule.text}"
+        return rule.path
 
     def _take(self, chain: Chain, i: int, st: PacketState, depth: int
               ) -> list[tuple[Fraction, PacketState, str]]:
         """Rule ``i`` matched: apply its target, then continue as the target says."""
         rule = chain.rules[i]
-        st.rules.append(f"{self.name} {chain.name} {rule.text}")
+        st.rules.append(rule.path or self._path(chain, rule))
         t = rule.target
         name = t.name
         if t.unknown is not None:
@@ -265,21 +300,13 @@ class IptablesTable:
         if name is None:
             return self._walk(chain, i + 1, st, depth)
         if t.options.get("chain"):
-            sub = self.chains[name]
-            res = self._walk(sub, 0, st, depth + 1)
+            res = self._walk(self.chains[name], 0, st, depth + 1)
             if t.goto:
                 return res  # a goto's fall-through returns from the current chain
-            if len(res) == 1 and res[0][2] == _FALL:
-                # The common case: one branch came back; go on in this chain (no arithmetic).
-                p0, s0, _k = res[0]
-                cont = self._walk(chain, i + 1, s0, depth)
-                if p0 is _ONE:
-                    return cont
-                return [(p0 if q is _ONE else p0 * q, s2, k2) for q, s2, k2 in cont]
             out: list[tuple[Fraction, PacketState, str]] = []
             for p, s, k in res:
                 if k == _FALL:
-                    out += [(p if q is _ONE else p * q, s2, k2)
+                    out += [(p if q is _ONE else (q if p is _ONE else p * q), s2, k2)
                             for q, s2, k2 in self._walk(chain, i + 1, s, depth)]
                 else:
                     out.append((p, s, k))

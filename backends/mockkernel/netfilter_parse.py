@@ -239,6 +239,8 @@ class Rule:
     key_dst: int | None = None
     key_proto: str | None = None
     key_dport: int | None = None
+    #: The rule-path entry, filled on first use by the walk.
+    path: str | None = None
 
 
 @attrs.define(slots=True, eq=False)

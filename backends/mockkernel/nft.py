@@ -30,9 +30,15 @@ from typing import Any
 
 import attrs
 
-from backends.mockkernel.engine import ACCEPT, DROP, REJECT, Branch, PacketState, Verdict
+from backends.mockkernel.engine import ACCEPT, DROP, REJECT, Branch, PacketState
 from backends.mockkernel.nft_parse import (
-    PROTO_NAMES, Command, Element, NftRule, _Ctx, parse_element_tokens, parse_nft,
+    PROTO_NAMES,
+    Command,
+    Element,
+    NftRule,
+    _Ctx,
+    parse_element_tokens,
+    parse_nft,
 )
 from kservice.errors import BackendError
 
@@ -163,14 +169,14 @@ class NftRuleset:
         if not check:
             self.tables = work
 
-    def _table(self, tables: dict, cmd: Command, source: str | None) -> NftTable:
+    def _table(self, tables: dict[tuple[str, str], NftTable], cmd: Command, source: str | None) -> NftTable:
         t = tables.get((cmd.family, cmd.table))
         if t is None:
             raise NftError(f"Could not process rule: No such file or directory "
                            f"(table {cmd.family} {cmd.table})", cmd, source)
         return t
 
-    def _apply(self, tables: dict, cmd: Command, source: str | None) -> None:
+    def _apply(self, tables: dict[tuple[str, str], NftTable], cmd: Command, source: str | None) -> None:
         verb, obj = cmd.verb, cmd.obj
         destroy = verb == "destroy"
         if destroy:
@@ -211,15 +217,15 @@ class NftRuleset:
         elif obj == "element":
             self._element(t, cmd, verb, source, destroy)
         elif obj == "rule":
-            ch = t.chains.get(cmd.name)
-            if ch is None:
+            rch = t.chains.get(cmd.name)
+            if rch is None:
                 raise NftError(f"Could not process rule: No such file or directory "
                                f"(chain {cmd.name})", cmd, source)
             self._check_rule_refs(t, cmd.body, cmd, source)
             if verb == "insert":
-                ch.rules.insert(0, cmd.body)
+                rch.rules.insert(0, cmd.body)
             else:
-                ch.rules.append(cmd.body)
+                rch.rules.append(cmd.body)
 
     def _chain(self, t: NftTable, cmd: Command, verb: str, source: str | None,
                destroy: bool) -> None:
@@ -390,6 +396,50 @@ class NftRuleset:
                 if ch.is_base:
                     yield t, ch
 
+    def list_ruleset(self) -> str:
+        """The state in ``nft list ruleset`` block form (loadable again with :meth:`run`).
+
+        Rules print as they were written; elements in key order; element expiry omitted.
+        """
+        out: list[str] = []
+        for (fam, name), t in self.tables.items():
+            out.append(f"table {fam} {name} {{")
+            if t.comment is not None:
+                out.append(f'\tcomment "{t.comment}"')
+            for s in t.sets.values():
+                out.append(f"\t{'map' if s.is_map else 'set'} {s.name} {{")
+                out.append(f"\t\ttype {s.type_text()}")
+                if s.flags:
+                    out.append(f"\t\tflags {','.join(s.flags)}")
+                if s.timeout is not None:
+                    out.append(f"\t\ttimeout {int(s.timeout)}s")
+                if s.comment is not None:
+                    out.append(f'\t\tcomment "{s.comment}"')
+                if s.elements:
+                    items = []
+                    for key in sorted(s.elements, key=repr):
+                        el = s.elements[key]
+                        text = el.text
+                        if el.comment is not None:
+                            text += f' comment "{el.comment}"'
+                        if el.value is not None:
+                            text += " : " + (" ".join(el.value) if isinstance(el.value, tuple)
+                                             else str(el.value))
+                        items.append(text)
+                    out.append("\t\telements = { " + ",\n\t\t\t     ".join(items) + " }")
+                out.append("\t}")
+            for c in t.chains.values():
+                out.append(f"\tchain {c.name} {{")
+                if c.is_base:
+                    out.append(f"\t\ttype {c.type} hook {c.hook} priority {c.priority}; "
+                               f"policy {c.policy};")
+                if c.comment is not None:
+                    out.append(f'\t\tcomment "{c.comment}"')
+                out.extend(f"\t\t{r.text}" for r in c.rules)
+                out.append("\t}")
+            out.append("}")
+        return "\n".join(out) + ("\n" if out else "")
+
     def canonical(self) -> dict[str, Any]:
         """A comparable snapshot: rules as parsed expressions (so `mark or 0x4000` equals
         `meta mark set meta mark | 0x00004000`), element expiry and line numbers left out."""
@@ -442,7 +492,7 @@ def _sel_value(sel: tuple[Any, ...], st: PacketState) -> Any:
 _PROTO_NUM = {v: k for k, v in PROTO_NAMES.items()}
 
 
-def _family_ok(sels: tuple, st: PacketState) -> bool:
+def _family_ok(sels: tuple[Any, ...], st: PacketState) -> bool:
     for s in sels:
         if s[0] == "addr" and (s[1] == "ip") != (st.version == 4):
             return False
@@ -453,7 +503,7 @@ def _set_lookup(s: NftSet, key: tuple[Any, ...], now: float | None) -> Element |
     el = s.elements.get(key)
     if el is None and s.interval:
         for k, e in s.elements.items():
-            if all(_member(v, part) for v, part in zip(key, k)):
+            if all(_member(v, part) for v, part in zip(key, k, strict=True)):
                 el = e
                 break
     if el is not None and now is not None:
@@ -465,7 +515,7 @@ def _set_lookup(s: NftSet, key: tuple[Any, ...], now: float | None) -> Element |
 
 def _member(value: Any, part: Any) -> bool:
     if isinstance(part, tuple):
-        return part[0] <= value <= part[1]
+        return bool(part[0] <= value <= part[1])
     return bool(value == part)
 
 
@@ -486,7 +536,7 @@ class NftChainProgram:
     def evaluate(self, hook: str, state: PacketState) -> list[Branch]:
         t = self.ruleset.tables.get((self.family, self.table_name))
         ch = t.chains.get(self.chain_name) if t else None
-        if ch is None or (self.family == "ip" and state.version != 4) or (
+        if t is None or ch is None or (self.family == "ip" and state.version != 4) or (
                 self.family == "ip6" and state.version != 6):
             return [(_ONE, state, ACCEPT)]
         w = _Walk(t, ch, hook)
@@ -521,7 +571,7 @@ class NftChainProgram:
         and the walk continues with the next rule -- signalled by recursing)."""
         kernel = st.kernel
         now = kernel.clock.now if kernel is not None and getattr(kernel, "clock", None) else None
-        for k, e in enumerate(rule.exprs):
+        for e in rule.exprs:
             kind = e[0]
             if kind == "addr":
                 if e[4] != st.version:
@@ -644,10 +694,11 @@ class NftChainProgram:
                 if kind == "snat":
                     st.set_src(e[1], e[2])
                 else:
-                    ip = kernel.masquerade_address(st) if kernel is not None else None
-                    if ip is None:
+                    mip: str | None = (kernel.masquerade_address(st)
+                                       if kernel is not None else None)
+                    if mip is None:
                         return [(p, st, "drop")]
-                    st.set_src(ip, None)
+                    st.set_src(mip, None)
                     st.masqueraded = True
                 st.nat_done.add("src")
                 return [(p, st, "accept")]
@@ -657,7 +708,7 @@ class NftChainProgram:
         st.rules.append(f"{w.prefix} {chain.name} {rule.text}")
         return self._rules(w, chain, idx + 1, st, p, depth)
 
-    def _verdict(self, w: _Walk, chain: NftChain, idx: int, v: tuple, st: PacketState,
+    def _verdict(self, w: _Walk, chain: NftChain, idx: int, v: tuple[Any, ...], st: PacketState,
                  p: Fraction, depth: int) -> list[tuple[Fraction, PacketState, str]]:
         kind = v[0]
         if kind in ("accept", "drop"):
@@ -699,8 +750,8 @@ def nft_state(kernel: Any) -> NftRuleset:
 
 
 def _sync_programs(kernel: Any, rs: NftRuleset) -> None:
-    registered: dict[str, tuple] = getattr(kernel, "_nft_programs", {})
-    wanted: dict[str, tuple] = {}
+    registered: dict[str, tuple[Any, ...]] = getattr(kernel, "_nft_programs", {})
+    wanted: dict[str, tuple[Any, ...]] = {}
     for t, ch in rs.base_chains():
         name = f"nft {t.family} {t.name} {ch.name}"
         wanted[name] = (t.family, t.name, ch.name, ch.hook, ch.priority, ch.type == "nat")

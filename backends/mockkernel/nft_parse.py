@@ -29,11 +29,11 @@ import attrs
 from kservice.errors import RuleParseError, UnsupportedRule
 
 __all__ = [
+    "ChainDecl",
     "Command",
     "Element",
     "NftRule",
     "SetDecl",
-    "ChainDecl",
     "parse_nft",
     "parse_rule",
     "parse_type",
@@ -291,7 +291,7 @@ def parse_element_tokens(
     if len(parts) != len(key_types) or any(len(p) != 1 for p in parts):
         raise ctx.err(f"element {' '.join(key_toks)!r} does not match the set type "
                       f"{' . '.join(key_types)}")
-    key = tuple(parse_value(dt, p[0], ctx, interval=interval) for dt, p in zip(key_types, parts))
+    key = tuple(parse_value(dt, p[0], ctx, interval=interval) for dt, p in zip(key_types, parts, strict=True))
     return Element(key=key, value=value, comment=comment, timeout=timeout,
                    text=" . ".join(p[0] for p in parts))
 
@@ -759,7 +759,7 @@ def _command(tokens: list[str], ctx: _Ctx) -> list[Command]:
         raise ctx.err("insert only applies to rules")
     i = 2
     family = "ip"
-    if i < len(tokens) and tokens[i] in FAMILIES + ("arp", "bridge", "netdev"):
+    if i < len(tokens) and tokens[i] in (*FAMILIES, "arp", "bridge", "netdev"):
         family = tokens[i]
         i += 1
         if family not in FAMILIES:
@@ -768,7 +768,8 @@ def _command(tokens: list[str], ctx: _Ctx) -> list[Command]:
         raise ctx.err(f"{verb} {obj}: table name missing")
     table = tokens[i]
     i += 1
-    base = dict(verb=verb, obj=obj, family=family, table=table, line=ctx.line, text=ctx.text)
+    base: dict[str, Any] = dict(verb=verb, obj=obj, family=family, table=table, line=ctx.line,
+                                text=ctx.text)
     if obj == "table":
         items, i = _decl_tokens(tokens, i, ctx)
         comment = None
@@ -912,7 +913,7 @@ def _block_chain(family: str, table: str, name: str, body: list[tuple[int, str]]
                 decl_items.append(";")
             continue
         if toks[0] == "comment" and len(toks) == 2:
-            decl_items += toks + [";"]
+            decl_items += [*toks, ";"]
             continue
         rules.append(Command("add", "rule", family, table, name, parse_rule(toks, ctx), ln, text))
     ctx = _Ctx(source, lineno, raw)

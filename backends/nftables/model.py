@@ -12,13 +12,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import lru_cache
+from typing import Any
 
 import attrs
 
 from backends.nftables import tables as T
 from backends.nftables.render import Desired
 
-__all__ = ["Chain", "Container", "Table", "build_table", "dump", "list_ruleset", "list_rule"]
+__all__ = ["Chain", "Container", "Table", "build_table", "dump", "list_rule", "list_ruleset"]
 
 
 class Chain:
@@ -61,7 +62,7 @@ def fixed_container(name: str, addr: str) -> Container:
     return Container(name, spec.kind, spec.type.format(addr=addr), comment=spec.comment)
 
 
-def apply_ops(table: Table, ops: tuple, addr: str) -> None:
+def apply_ops(table: Table, ops: tuple[Any, ...], addr: str) -> None:
     """Apply render operations as a full sync would (``chain`` = add + flush)."""
     chains = table.chains
     conts = table.containers
@@ -146,20 +147,29 @@ def dump(table: Table) -> str:
     """knftables ``Fake.Dump()`` form: table, chains, sets, maps, rules, elements."""
     p = f"{table.family} {T.TABLE}"
     out = [f"add table {p} {{ comment {_q(T.TABLE_COMMENT)} ; }}"]
-    for name in sorted(table.chains):
-        out.append(f"add chain {p} {name}{chain_decl(table.chains[name])}")
+    chains = table.chains
+    names = sorted(chains)  # sorted once, used twice
+    for name in names:
+        c = chains[name]
+        if c.base is None and c.comment is None:
+            out.append(f"add chain {p} {name}")
+        else:
+            out.append(f"add chain {p} {name}{chain_decl(c)}")
+    conts = sorted(table.containers)
     for kind in ("set", "map"):
-        for name in sorted(table.containers):
+        for name in conts:
             s = table.containers[name]
             if s.kind == kind:
                 out.append(f"add {kind} {p} {name}{container_decl(s)}")
-    for name in sorted(table.chains):
-        for rule in table.chains[name].rules:
-            out.append(f"add rule {p} {name} {rule}")
-    for name in sorted(table.containers):
-        s = table.containers[name]
-        for key, (value, comment) in s.elements.items():
-            out.append(f"add element {p} {name} {element_body(key, value, comment)}")
+    for name in names:
+        rules = chains[name].rules
+        if rules:
+            pre = f"add rule {p} {name} "
+            out.extend([pre + r for r in rules])
+    for name in conts:
+        pre = f"add element {p} {name} "
+        for key, (value, comment) in table.containers[name].elements.items():
+            out.append(pre + element_body(key, value, comment))
     return "\n".join(out) + "\n"
 
 
@@ -204,7 +214,7 @@ _ANON = re.compile(r"\{ ([^{}]*) \}")
 
 
 def _hex8(v: str) -> str:
-    return "0x%08x" % int(v, 0)
+    return f"0x{int(v, 0):08x}"
 
 
 def _addr_sort_key(text: str) -> tuple[int, int, int]:
@@ -261,7 +271,7 @@ def _elements_per_line(s: Container) -> int:
 
 
 @lru_cache(maxsize=1 << 17)
-def _elem_sort_key(key: str) -> tuple:
+def _elem_sort_key(key: str) -> tuple[Any, ...]:
     out: list[object] = []
     for part in key.split(" . "):
         try:

@@ -19,7 +19,8 @@ deleted map element); stale affinity sets are deleted at once.
 
 from __future__ import annotations
 
-from backends.nftables import names, tables as T
+from backends.nftables import names
+from backends.nftables import tables as T
 from backends.nftables.model import Chain, chain_decl, container_decl, element_body, fixed_container
 from backends.nftables.render import Desired, ServiceFragment
 
@@ -111,7 +112,8 @@ def _active(desired: Desired) -> tuple[set[str], set[str]]:
     return chains, sets
 
 
-def _stale(desired: Desired, p: str, out: list[str], existing_chains, existing_sets) -> None:
+def _stale(desired: Desired, p: str, out: list[str], existing_chains: tuple[str, ...],
+           existing_sets: tuple[str, ...]) -> None:
     if not existing_chains and not existing_sets:
         return
     chains, sets = _active(desired)
@@ -140,8 +142,11 @@ def changed_services(previous: Desired, current: Desired) -> set[str]:
     return {s for s in a.keys() | b.keys() if a.get(s) != b.get(s)}
 
 
-def _collect(frags: list[ServiceFragment]) -> tuple[dict[tuple[str, str], tuple], set[str], set[str]]:
-    elements: dict[tuple[str, str], tuple] = {}
+_Elements = dict[tuple[str, str], tuple[str | None, str | None]]
+
+
+def _collect(frags: list[ServiceFragment]) -> tuple[_Elements, set[str], set[str]]:
+    elements: _Elements = {}
     chains: set[str] = set()
     sets: set[str] = set()
     for f in frags:
@@ -213,9 +218,9 @@ def partial_transaction(previous: Desired, current: Desired,
         out.append(f"delete set {p} {st}")
     # cleanupLeftoverKeys, in storage order.
     for cont in T.ELEMENT_STORAGE_ORDER:
-        for (c, key) in old:
-            if c == cont and (c, key) not in seen:
-                out.append(f"delete element {p} {c} {{ {key} }}")
+        for (cname, ktext) in old:
+            if cname == cont and (cname, ktext) not in seen:
+                out.append(f"delete element {p} {cname} {{ {ktext} }}")
     return "\n".join(out) + "\n" if out else ""
 
 

@@ -28,6 +28,38 @@ class NFTablesBackend:
     name = "nftables"
     formats = ("transaction", "ruleset", "dump")
 
+    def __init__(self) -> None:
+        # Like kube-proxy's proxier, the backend remembers what it rendered last: the
+        # fragments of the last two node states (a partial sync renders the new state
+        # and needs the previous one), keyed by port object identity.
+        self._caches: list[render.FragmentCache] = [{}, {}]
+        self._desired: list[tuple[NodeProxyState, render.Desired]] = []
+
+    def desired(self, state: NodeProxyState) -> render.Desired:
+        """The operations for ``state``, reusing fragments of unchanged ports."""
+        for st, d in self._desired:
+            if st is state:
+                return d
+        merged = {**self._caches[0], **self._caches[1]}
+        new: render.FragmentCache = {}
+        d = render.render_desired(state, merged, new)
+        self._caches = [self._caches[1], new]
+        self._desired = [*self._desired[-1:], (state, d)]
+        return d
+
+    def sync(self, state: NodeProxyState, previous: NodeProxyState | None = None) -> str:
+        """Only the ``nft -f`` transaction -- what kube-proxy computes on each sync."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if previous is None:
+                return partial.full_transaction(self.desired(state))
+            prev = self.desired(previous)
+            return partial.partial_transaction(prev, self.desired(state))
+        finally:
+            if was_enabled:
+                gc.enable()
+
     def render(self, state: NodeProxyState, previous: NodeProxyState | None = None) -> Rendering:
         # A large sync allocates ~10^6 small acyclic objects; the cyclic collector would
         # repeatedly walk them for nothing, so it is paused while rendering.
@@ -40,18 +72,18 @@ class NFTablesBackend:
                 gc.enable()
 
     def _render(self, state: NodeProxyState, previous: NodeProxyState | None) -> Rendering:
-        desired = render.render_desired(state)
+        prev = self.desired(previous) if previous is not None else None
+        desired = self.desired(state)
         table = model.build_table(desired)
         sections: list[tuple[str, str]] = []
-        if previous is None:
+        if prev is None:
             sections.append(("transaction", partial.full_transaction(desired)))
         else:
-            prev = render.render_desired(previous)
             sections.append(("transaction", partial.partial_transaction(prev, desired)))
         sections.append(("ruleset", model.list_ruleset(table)))
         sections.append(("dump", model.dump(table)))
-        if previous is not None:
-            cleanup = partial.stale_chain_cleanup(render.render_desired(previous), desired)
+        if prev is not None:
+            cleanup = partial.stale_chain_cleanup(prev, desired)
             if cleanup:
                 sections.append(("cleanup", cleanup))
         return Rendering(

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Any
 
 import attrs
 
-from backends.nftables import names, tables as T
+from backends.nftables import names
+from backends.nftables import tables as T
 from kservice.errors import BackendError
-from kservice.proxy.types import NodeProxyState, ServicePortInfo
+from kservice.proxy.types import Endpoint, NodeProxyState, ServicePortInfo
 
 __all__ = [
     "Desired",
@@ -36,10 +38,12 @@ __all__ = [
     "local_detector",
     "masquerade_mark",
     "nodeport_ips",
+    "FragmentCache",
     "render_desired",
+    "render_fragment",
 ]
 
-Op = tuple  # see module docstring
+Op = tuple[Any, ...]  # see module docstring
 
 
 @attrs.frozen
@@ -258,11 +262,11 @@ def _fragment(sp: ServicePortInfo, state: NodeProxyState, ipx: str, addr: str,
     ep_hash = {(ep.ip, ep.port): names.endpoint_hash(n.base, ep.ip, ep.port)
                for ep in cat.all_reachable}
 
-    def ep_chain(ep) -> str:  # type: ignore[no-untyped-def]
+    def ep_chain(ep: Endpoint) -> str:
         h = ep_hash.get((ep.ip, ep.port)) or names.endpoint_hash(n.base, ep.ip, ep.port)
         return names.ENDPOINT_PREFIX + h
 
-    def ep_set(ep) -> str:  # type: ignore[no-untyped-def]
+    def ep_set(ep: Endpoint) -> str:
         h = ep_hash.get((ep.ip, ep.port)) or names.endpoint_hash(n.base, ep.ip, ep.port)
         return names.AFFINITY_PREFIX + h
 
@@ -385,7 +389,7 @@ def _fragment(sp: ServicePortInfo, state: NodeProxyState, ipx: str, addr: str,
         for ep in cat.all_reachable:
             add(("set", ep_set(ep), addr, ("dynamic", "timeout"), sp.session_affinity_timeout))
 
-    def service_to_endpoints(chain: str, eps: tuple) -> None:
+    def service_to_endpoints(chain: str, eps: tuple[Endpoint, ...]) -> None:
         if affinity:
             for ep in eps:
                 add(("rule", chain, f"{ipx} saddr @{ep_set(ep)} goto {ep_chain(ep)}"))
@@ -411,8 +415,27 @@ def _fragment(sp: ServicePortInfo, state: NodeProxyState, ipx: str, addr: str,
     )
 
 
-def render_desired(state: NodeProxyState) -> Desired:
-    """Compute the complete table for ``state`` (a full sync's worth of operations)."""
+def render_fragment(state: NodeProxyState, sp: ServicePortInfo) -> ServiceFragment:
+    """One service port's fragment: what a partial sync recomputes for a changed service."""
+    ipx = T.FAMILY[state.family]
+    addr = "ipv4_addr" if ipx == "ip" else "ipv6_addr"
+    return _fragment(sp, state, ipx, addr, local_detector(state, ipx),
+                     state.config.nftables.masquerade_all, state.node_ip)
+
+
+FragmentCache = dict[int, tuple[ServicePortInfo, tuple[Any, ...], ServiceFragment]]
+
+
+def render_desired(state: NodeProxyState, cache: FragmentCache | None = None,
+                   new_cache: FragmentCache | None = None) -> Desired:
+    """Compute the complete table for ``state`` (a full sync's worth of operations).
+
+    ``cache`` maps ``id(port)`` to a fragment rendered earlier for that very
+    :class:`ServicePortInfo` object under the same node-level settings; a hit is reused
+    (ports are immutable, so the same object renders the same fragment). Fragments made
+    here are recorded in ``new_cache``. This is what lets a proxier re-render only the
+    services that changed, as kube-proxy's change trackers do.
+    """
     if state.family not in T.FAMILY:
         raise BackendError(f"unknown IP family {state.family!r}; expected IPv4 or IPv6")
     ipx = T.FAMILY[state.family]
@@ -422,11 +445,21 @@ def render_desired(state: NodeProxyState) -> Desired:
     detector = local_detector(state, ipx)
     masq_all = state.config.nftables.masquerade_all
     node_ip = state.node_ip
-    frags = tuple(
-        _fragment(sp, state, ipx, addr, detector, masq_all, node_ip)
-        for sp in state.service_ports
-        if sp.cluster_ip and sp.cluster_ip != "None" and _is_family(sp.cluster_ip, state.family)
-    )
+    ctx = (state.family, detector, masq_all, node_ip)
+    out: list[ServiceFragment] = []
+    for sp in state.service_ports:
+        if not (sp.cluster_ip and sp.cluster_ip != "None"
+                and _is_family(sp.cluster_ip, state.family)):
+            continue
+        hit = cache.get(id(sp)) if cache is not None else None
+        if hit is not None and hit[0] is sp and hit[1] == ctx:
+            frag = hit[2]
+        else:
+            frag = _fragment(sp, state, ipx, addr, detector, masq_all, node_ip)
+        if new_cache is not None:
+            new_cache[id(sp)] = (sp, ctx, frag)
+        out.append(frag)
+    frags = tuple(out)
     return Desired(
         family=ipx,
         addr_type=addr,

@@ -83,12 +83,12 @@ def repack_subsets(entries: Iterable[_Entry]) -> tuple[EndpointSubset, ...]:
         if port is not None:
             g.append(port)
     subsets = []
-    for addrs, ports in groups.items():
-        ordered = sorted(addrs)
-        ready = tuple(addr_info[(ip, uid)][0] for ip, uid, r in ordered if r)
+    for group, ports in groups.items():
+        ordered = sorted(group)
+        ready_addrs = tuple(addr_info[(ip, uid)][0] for ip, uid, r in ordered if r)
         not_ready = tuple(addr_info[(ip, uid)][0] for ip, uid, r in ordered if not r)
         subsets.append(EndpointSubset(
-            addresses=ready, not_ready_addresses=not_ready,
+            addresses=ready_addrs, not_ready_addresses=not_ready,
             ports=tuple(sorted(ports, key=lambda p: (p.name, p.port, p.protocol))),
         ))
     subsets.sort(key=lambda s: ((s.addresses or s.not_ready_addresses)[0].ip,

@@ -1,5 +1,6 @@
 """kube-proxy's view of the cluster: configuration, endpoint categorisation, node snapshots."""
 
+from kservice.proxy.categorize import categorize_endpoints
 from kservice.proxy.config import KubeProxyConfiguration
 from kservice.proxy.types import (
     CategorizedEndpoints,
@@ -21,5 +22,6 @@ __all__ = [
     "ProxierOptions",
     "ServicePortInfo",
     "ServicePortName",
+    "categorize_endpoints",
     "join_host_port",
 ]

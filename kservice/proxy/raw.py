@@ -423,13 +423,12 @@ def state_from_objects(
     when ``kube_proxy_config`` is not given; other kinds (Pods, Endpoints, ...) are ignored,
     as kube-proxy does not watch them. ``node`` overrides what the Node object says.
     """
-    if isinstance(objects, Mapping):  # one document, e.g. a whole ``kind: List``
-        objects = [objects]
+    docs: list[Any] = [objects] if isinstance(objects, Mapping) else list(objects)
     services: list[Service] = []
     slices: list[EndpointSlice] = []
     found_node: Node | None = None
     config = kube_proxy_config
-    for p, m in iter_manifests(objects):
+    for p, m in iter_manifests(docs):
         kind = m.get("kind")
         if kind == "Service":
             services.append(Service.from_manifest(m, p))

@@ -32,8 +32,8 @@ import attrs
 from kservice.cluster import Cluster, Event
 from kservice.models.meta import ObjectMeta, OwnerReference
 from kservice.models.workloads import LabelSelector, Pod, PodSpec, ReplicaSet, deep_freeze
-from kservice.workloads._naming import template_hash
-from kservice.workloads._strategies import resolve_name, tolerates
+from kservice.workloads._naming import generate_name, template_hash
+from kservice.workloads._strategies import tolerates
 
 __all__ = ["WorkloadController"]
 
@@ -51,6 +51,7 @@ DAEMON_TOLERATIONS = (
 
 
 def controller_of(obj: Any) -> OwnerReference | None:
+    ref: OwnerReference
     for ref in obj.metadata.owner_references:
         if ref.controller:
             return ref
@@ -199,7 +200,16 @@ class WorkloadController:
         return Pod(metadata=meta, spec=spec)
 
     def _create_pod(self, cluster: Cluster, pod: Pod) -> None:
-        cluster.create(resolve_name(cluster, pod))
+        if not pod.metadata.name:
+            ns = pod.metadata.namespace
+
+            def taken(n: str) -> bool:
+                return cluster.find("Pod", n, ns) is not None
+
+            name = generate_name(cluster.config.seed, pod.metadata.generate_name, taken,
+                                 salt=cluster.resource_version)
+            pod = Pod(metadata=attrs.evolve(pod.metadata, name=name), spec=pod.spec)
+        cluster.create(pod)
 
     def _reconcile_replicaset(self, cluster: Cluster, rs: Any) -> None:
         pods = [p for p in self.dependents(cluster, "Pod", rs) if not p.is_terminating]

@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict
 from kservice.errors import FieldError, InvalidObject
 from kservice.models.workloads import (
     Container,
@@ -243,16 +242,19 @@ def _running_conditions(now: str) -> tuple[PodCondition, ...]:
         "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"))
 
 
-@functools.lru_cache(maxsize=256)
-def _running_extra(names: tuple[str, ...], now: str) -> Any:
-    return deep_freeze({
+@functools.lru_cache(maxsize=1024)
+def _running_extra(names: tuple[str, ...], now: str, host_ips: tuple[str, ...]) -> Any:
+    extra: dict[str, Any] = {
         "containerStatuses": [
             {"name": n, "ready": True, "restartCount": 0, "started": True,
              "state": {"running": {"startedAt": now}}} for n in names
         ],
         "startTime": now,
         "qosClass": "BestEffort",
-    })
+    }
+    if host_ips:
+        extra["hostIPs"] = [{"ip": ip} for ip in host_ips]
+    return deep_freeze(extra)
 
 
 def _port_name_errors(path: str, name: str) -> list[FieldError]:
@@ -305,6 +307,8 @@ class PodStrategy:
         return Pod.from_manifest(data, path)
 
     def create(self, cluster: Any, obj: Pod) -> Pod:
+        from kservice.models.workloads import PodStatus
+
         containers = tuple(_default_container(c) for c in obj.spec.containers)
         inits = tuple(_default_container(c) for c in obj.spec.init_containers)
         pod = obj
@@ -325,7 +329,8 @@ class PodStrategy:
         if node is None:
             status = _pending_status(bool(pod.spec.node_name))
             return attrs.evolve(pod, status=status)
-        pod = attrs.evolve(pod, spec=attrs.evolve(pod.spec, node_name=node.metadata.name))
+        if pod.spec.node_name != node.metadata.name:
+            pod = attrs.evolve(pod, spec=attrs.evolve(pod.spec, node_name=node.metadata.name))
         st = state(cluster)
         if pod.spec.host_network:
             ips = node.node_ips
@@ -334,16 +339,12 @@ class PodStrategy:
         st.pods_per_node[node.metadata.name] = st.pods_per_node.get(node.metadata.name, 0) + 1
         now = cluster.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         host_ips = node.addresses_of("InternalIP")
-        conditions = _running_conditions(now)
-        extra = _running_extra(tuple(c.name for c in pod.spec.containers), now)
-        if host_ips:
-            extra = FrozenDict({**extra, "hostIPs": deep_freeze([{"ip": ip} for ip in host_ips])})
-        status = attrs.evolve(
-            pod.status, phase="Running", conditions=conditions,
-            pod_ip=ips[0] if ips else "", pod_ips=ips,
-            host_ip=host_ips[0] if host_ips else "", extra=extra,
-        )
-        return attrs.evolve(pod, status=status)
+        extra = _running_extra(tuple(c.name for c in pod.spec.containers), now, host_ips)
+        # Direct constructors, not evolve: this is the hot path of every pod creation.
+        status = PodStatus(phase="Running", conditions=_running_conditions(now),
+                           pod_ip=ips[0] if ips else "", pod_ips=ips,
+                           host_ip=host_ips[0] if host_ips else "", extra=extra)
+        return Pod(metadata=pod.metadata, spec=pod.spec, status=status)
 
     def update(self, cluster: Any, old: Pod, new: Pod) -> Pod:
         spec = attrs.evolve(
@@ -430,19 +431,27 @@ class _WorkloadStrategy:
         if errs:
             raise InvalidObject(self.kind, obj.metadata.name, errs)
 
-    def create(self, cluster: Any, obj: Any) -> Any:
-        self._validate(obj)
-        spec = obj.spec
+    def _defaulted(self, spec: Any) -> Any:
+        # Defaulting reaches into the pod template (SetDefaults_ContainerPort applies to
+        # PodTemplateSpec too), so pods stamped from it arrive already defaulted.
         if self.kind != "DaemonSet" and spec.replicas is None:
             spec = attrs.evolve(spec, replicas=1)
-        return attrs.evolve(obj, spec=spec,
+        pspec = spec.template.spec
+        containers = tuple(_default_container(c) for c in pspec.containers)
+        inits = tuple(_default_container(c) for c in pspec.init_containers)
+        if containers != pspec.containers or inits != pspec.init_containers:
+            pspec = attrs.evolve(pspec, containers=containers, init_containers=inits)
+            spec = attrs.evolve(spec, template=attrs.evolve(spec.template, spec=pspec))
+        return spec
+
+    def create(self, cluster: Any, obj: Any) -> Any:
+        self._validate(obj)
+        return attrs.evolve(obj, spec=self._defaulted(obj.spec),
                             metadata=attrs.evolve(obj.metadata, generation=1))
 
     def update(self, cluster: Any, old: Any, new: Any) -> Any:
         self._validate(new)
-        spec = new.spec
-        if self.kind != "DaemonSet" and spec.replicas is None:
-            spec = attrs.evolve(spec, replicas=1)
+        spec = self._defaulted(new.spec)
         if old.spec.selector != spec.selector:
             raise InvalidObject(self.kind, new.metadata.name, [FieldError.invalid(
                 "spec.selector", _go_selector(spec.selector), "field is immutable")])
