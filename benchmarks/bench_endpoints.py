@@ -116,6 +116,6 @@ def test_readiness_change_to_slices_and_snapshot(benchmark: Any, big: dict[str, 
     app = pods[0].metadata.labels["app"]
     (sl,) = [s for s in c.list("EndpointSlice", "default")
              if s.metadata.labels["kubernetes.io/service-name"] == f"svc{app[3:]}"]
-    ep = [e for e in sl.endpoints if e.target_ref.name == pods[0].metadata.name][0]
+    ep = next(e for e in sl.endpoints if e.target_ref.name == pods[0].metadata.name)
     assert ep.conditions.ready == flip["ready"]
     assert mean <= 0.005

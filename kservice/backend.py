@@ -14,7 +14,7 @@ out rather than breaking the others (as keyring and fsspec do).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -29,6 +29,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Backend",
     "Rendering",
+    "SectionText",
     "available_backends",
     "get_backend",
 ]
@@ -37,22 +38,37 @@ ENTRY_POINT_GROUP = "kservice.backends"
 log = logging.getLogger(__name__)
 
 
-@attrs.frozen
+#: A section's text, or a function that produces it on first use.
+SectionText = str | Callable[[], str]
+
+
+@attrs.frozen(eq=False)
 class Rendering:
-    """A node's rendered dataplane for one IP family: named text sections."""
+    """A node's rendered dataplane for one IP family: named text sections.
+
+    A backend may give a section as a zero-argument function instead of text: it is run on
+    first use and its result kept. Formats nobody asks for then cost nothing (``kservice
+    render --format X`` needs one section; the mock kernel another). Two renderings are equal
+    when every section's text is equal.
+    """
 
     backend: str
     node: str
     family: str
-    #: (section name, text) in print order; e.g. ("restore", ...), ("save", ...).
-    sections: tuple[tuple[str, str], ...]
+    #: (section name, text or text factory) in print order; e.g. ("restore", ...).
+    sections: tuple[tuple[str, SectionText], ...]
     #: True when this is a partial (incremental) sync against a previous state.
     partial: bool = False
+    _texts: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
 
     def section(self, name: str) -> str:
+        if name in self._texts:
+            return self._texts[name]
         for key, text in self.sections:
             if key == name:
-                return text
+                value = text if isinstance(text, str) else text()
+                self._texts[name] = value
+                return value
         raise BackendError(
             f"backend {self.backend!r} has no output format {name!r}; "
             f"it has: {', '.join(k for k, _ in self.sections)}"
@@ -61,6 +77,22 @@ class Rendering:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.sections)
+
+    def texts(self) -> tuple[tuple[str, str], ...]:
+        """Every section as (name, text), computing the lazy ones."""
+        return tuple((k, self.section(k)) for k in self.names)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rendering):
+            return NotImplemented
+        return (
+            (self.backend, self.node, self.family, self.partial)
+            == (other.backend, other.node, other.family, other.partial)
+            and self.texts() == other.texts()
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.backend, self.node, self.family, self.partial, self.texts()))
 
 
 @runtime_checkable

@@ -65,3 +65,19 @@ def test_rendering_sections() -> None:
 def test_builtin_backends_are_registered_through_entry_points() -> None:
     names = {ep.name for ep in registry._entry_points().values()}
     assert {"iptables", "ipvs", "nftables", "userspace"} <= names
+
+
+def test_lazy_sections_are_computed_once_on_demand() -> None:
+    calls: list[str] = []
+
+    def expensive() -> str:
+        calls.append("x")
+        return "big\n"
+
+    r = Rendering("x", "n", "IPv4", (("a", "1"), ("b", expensive)))
+    assert calls == []
+    assert r.section("b") == "big\n"
+    assert r.section("b") == "big\n"
+    assert calls == ["x"]
+    assert r == Rendering("x", "n", "IPv4", (("a", "1"), ("b", "big\n")))
+    assert r != Rendering("x", "n", "IPv4", (("a", "1"), ("b", "other\n")))

@@ -483,3 +483,61 @@ def test_incremental_equals_recompute_and_slices_hold_eligible_pods(
             tports = {p.name: p.container_port for p in pod.spec.containers[0].ports}
             for p in sl.ports:
                 assert p.port == (9000 if p.name == "b" else tports["http"])
+
+
+def test_user_endpoints_of_selectorless_service_are_mirrored() -> None:
+    c = make_cluster()
+    add_service(c, "ext", selector=None, ports=[{"name": "http", "port": 80}])
+    c.create(c.decode({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "ext", "namespace": "default", "labels": {"team": "a"}},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}, {"ip": "2001:db8::10"}],
+                     "notReadyAddresses": [{"ip": "192.0.2.11"}],
+                     "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}))
+    got = {s.address_type: s for s in slices_of(c, "ext")}
+    assert set(got) == {"IPv4", "IPv6"}
+    v4 = got["IPv4"]
+    assert v4.metadata.labels["endpointslice.kubernetes.io/managed-by"] == \
+        "endpointslicemirroring-controller.k8s.io"
+    assert v4.metadata.labels["team"] == "a"
+    assert v4.metadata.owner_references[0].kind == "Endpoints"
+    assert [(e.addresses[0], e.conditions.ready) for e in v4.endpoints] == [
+        ("192.0.2.10", True), ("192.0.2.11", False)]
+    assert [(p.name, p.port) for p in v4.ports] == [("http", 8080)]
+    assert ep_ctrl.recompute_all(c) == 0
+    # the Service gains a selector: mirroring stops and its slices go
+    svc = c.get("Service", "ext", "default")
+    c.update(svc.evolve_spec(selector={"app": "nothing"}))
+    assert all(s.metadata.labels["endpointslice.kubernetes.io/managed-by"] ==
+               "endpointslice-controller.k8s.io" for s in slices_of(c, "ext"))
+
+
+def test_controller_endpoints_are_not_mirrored() -> None:
+    c = make_cluster()
+    add_node(c, "n1")
+    add_service(c)
+    kubelet_pod(c, "p", ips=("10.244.1.2",))
+    assert c.get("Endpoints", "web", "default").metadata.labels[
+        "endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert len(slices_of(c)) == 1
+
+
+def test_restore_and_rollback_rebuild_the_indexes() -> None:
+    c = make_cluster()
+    add_node(c, "n1")
+    add_service(c)
+    kubelet_pod(c, "a", ips=("10.244.1.2",))
+    stored = [o for _, _, _, o in c.objects_for_storage()]
+    # a fresh process: install, restore verbatim (no events), then keep working
+    d = make_cluster()
+    d.load_objects(stored, c.resource_version)
+    kubelet_pod(d, "b", ips=("10.244.1.3",))
+    (sl,) = slices_of(d)
+    assert sorted(e.target_ref.name for e in sl.endpoints) == ["a", "b"]
+    assert ep_ctrl.recompute_all(d) == 0
+    with pytest.raises(RuntimeError), d.transaction():
+        kubelet_pod(d, "c", ips=("10.244.1.4",))
+        raise RuntimeError("undo")
+    kubelet_pod(d, "e", ips=("10.244.1.5",))
+    (sl,) = slices_of(d)
+    assert sorted(e.target_ref.name for e in sl.endpoints) == ["a", "b", "e"]

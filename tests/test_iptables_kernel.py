@@ -174,3 +174,22 @@ def test_partial_sync_in_the_kernel(netns: str) -> None:
     printed = run(netns, "iptables-save")
     assert without_comments(printed) == without_comments(rendering.section("save"))
     assert "KUBE-SVC" in render_restore(after, before).text  # svc1 rewritten
+
+
+def _tables(save: str) -> dict[str, str]:
+    """Table name -> its block (legacy iptables-save lists tables in module-load order)."""
+    blocks = without_comments(save).split("*")[1:]
+    return {b.split("\n", 1)[0]: b for b in blocks}
+
+
+@pytest.mark.parametrize("family", ["IPv4", "IPv6"])
+def test_save_round_trips_through_legacy_iptables(netns: str, family: str) -> None:
+    restore = _tool(family, "iptables-legacy-restore")
+    save_tool = _tool(family, "iptables-legacy-save")
+    if shutil.which(restore) is None or shutil.which(save_tool) is None:
+        if REQUIRE:
+            pytest.fail(f"KSERVICE_REQUIRE_KERNEL=1 but {restore} is not installed")
+        pytest.skip(f"{restore} not installed")
+    save = IPTablesBackend().render(sample_state(family)).section("save")
+    run(netns, restore, stdin=save)
+    assert _tables(run(netns, save_tool)) == _tables(save)

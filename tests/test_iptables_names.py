@@ -91,3 +91,10 @@ def test_names_fit_iptables_and_use_base32(ns: str, name: str, port: str, proto:
 )
 def test_stale_cleanup_prefixes(chain: str, ours: bool) -> None:
     assert is_service_chain(chain) is ours
+
+
+@given(st.text(max_size=80))
+def test_fast_base32_equals_the_definition(text: str) -> None:
+    from backends.iptables.names import _hash16, _hash16_reference
+
+    assert _hash16(text) == _hash16_reference(text)

@@ -9,6 +9,7 @@ services, drawn from the shared :func:`kservice.testing.dataplane.node_proxy_sta
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import attrs
@@ -23,8 +24,13 @@ from backends.iptables.render import PortCache
 from kservice.errors import RuleParseError
 from kservice.proxy.categorize import categorize_endpoints
 from kservice.proxy.config import KubeProxyConfiguration
-from kservice.proxy.types import Endpoint, NodeInfo, ServicePortInfo, ServicePortName
-from kservice.proxy.types import NodeProxyState
+from kservice.proxy.types import (
+    Endpoint,
+    NodeInfo,
+    NodeProxyState,
+    ServicePortInfo,
+    ServicePortName,
+)
 from kservice.testing.dataplane import kube_proxy_configs, node_proxy_states
 
 
@@ -67,7 +73,7 @@ def test_partial_restores_converge_to_full_sync(seq: list[NodeProxyState], share
     cache = PortCache() if shared_cache else None
     kernel = IPTablesState.empty(seq[0].family)
     kernel.apply_restore(render_restore(seq[0], cache=cache).text)
-    for before, after in zip(seq, seq[1:], strict=False):
+    for before, after in itertools.pairwise(seq):
         result = render_restore(after, before, cache=cache)
         assert result.partial
         kernel.apply_restore(result.text)

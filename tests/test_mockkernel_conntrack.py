@@ -24,18 +24,18 @@ def service_rules(endpoints: list[str], *, affinity: int | None = None, proto: s
     lines = ["*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-MARK-MASQ - [0:0]", f":{svc} - [0:0]"]
     seps = [f"KUBE-SEP-E{i}" for i in range(len(endpoints))]
     lines += [f":{s} - [0:0]" for s in seps]
-    lines.append(f"-A PREROUTING -j KUBE-SERVICES")
+    lines.append("-A PREROUTING -j KUBE-SERVICES")
     lines.append(f"-A KUBE-SERVICES -m {proto} -p {proto} -d {VIP} --dport 80 -j {svc}")
     lines.append("-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000")
     if affinity is not None:
-        for ep, sep in zip(endpoints, seps):
+        for ep, sep in zip(endpoints, seps, strict=True):
             lines.append(f'-A {svc} -m comment --comment "ns/s -> {ep}" -m recent --name {sep} '
                          f"--rcheck --seconds {affinity} --reap -j {sep}")
     n = len(endpoints)
-    for i, (ep, sep) in enumerate(zip(endpoints, seps)):
+    for i, sep in enumerate(seps):
         prob = f" -m statistic --mode random --probability {1.0 / (n - i):0.10f}" if i < n - 1 else ""
         lines.append(f"-A {svc}{prob} -j {sep}")
-    for ep, sep in zip(endpoints, seps):
+    for ep, sep in zip(endpoints, seps, strict=True):
         ip = ep.split(":")[0]
         lines.append(f"-A {sep} -s {ip} -j KUBE-MARK-MASQ")
         rec = f" -m recent --name {sep} --set" if affinity is not None else ""

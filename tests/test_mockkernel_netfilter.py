@@ -247,7 +247,7 @@ def test_set_match_asks_kernel_ipsets() -> None:
     class Sets:
         def test(self, name: str, state: object, flags: tuple[str, ...]) -> bool:
             calls.append((name, flags))
-            return getattr(state, "dst") == "10.9.9.9"
+            return state.dst == "10.9.9.9"
 
     k = kernel("*filter\n-A FORWARD -m set --match-set KUBE-X dst,dst -j DROP\nCOMMIT\n")
     k.ipsets = Sets()
@@ -294,3 +294,44 @@ def test_jump_loop_is_detected() -> None:
     k = kernel("*filter\n:A - [0:0]\n:B - [0:0]\n-A FORWARD -j A\n-A A -j B\n-A B -j A\nCOMMIT\n")
     with pytest.raises(BackendError, match="loop"):
         k.trace(Packet(POD, "10.9.9.9", 80))
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        # iptables-save's own order: the proto's match loaded explicitly after a comment.
+        '-p tcp -m comment --comment "x" -m tcp --dport 80',
+        # An option after another match goes to the match that defines it (here the
+        # implicitly loaded tcp match), not to the comment match.
+        '-p tcp -m comment --comment "x" --dport 80',
+        '-m tcp -p tcp -m comment --comment x --dport 80',
+    ],
+)
+def test_options_go_to_the_match_that_defines_them(rule: str) -> None:
+    k = kernel(f"*filter\n-A FORWARD {rule} -j DROP\nCOMMIT\n")
+    assert dist(k, Packet(POD, "10.9.9.9", 80)) == {("DROP", None, None): 1}
+    assert dist(k, Packet(POD, "10.9.9.9", 81)) == {("ACCEPT", "10.9.9.9:81", POD): 1}
+
+
+def test_goto_with_statistic_split() -> None:
+    text = """*nat
+:A - [0:0]
+:B - [0:0]
+-A PREROUTING -d 10.96.0.1 -m statistic --mode random --probability 0.25 -g A
+-A PREROUTING -d 10.96.0.1 -j B
+-A A -j RETURN
+-A B -j DNAT --to-destination 10.244.1.30
+COMMIT
+"""
+    # 1/4: goto A, which returns from PREROUTING itself (no DNAT); 3/4: B's DNAT.
+    assert dist(kernel(text), Packet(OUTSIDE, "10.96.0.1", 80)) == {
+        ("ACCEPT", "10.96.0.1:80", OUTSIDE): Fraction(1, 4),
+        ("ACCEPT", "10.244.1.30:80", OUTSIDE): Fraction(3, 4),
+    }
+
+
+def test_policy_dash_keeps_policy_and_counters_are_ignored() -> None:
+    k = kernel("*filter\n:FORWARD DROP [5:300]\nCOMMIT\n")
+    k.load_iptables_save("*filter\n:FORWARD - [0:0]\n-A FORWARD -p udp -j ACCEPT\nCOMMIT\n")
+    assert k.iptables[4]["filter"].chains["FORWARD"].policy == "DROP"
+    assert dist(k, Packet(POD, "10.9.9.9", 80)) == {("DROP", None, None): 1}

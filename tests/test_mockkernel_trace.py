@@ -552,3 +552,54 @@ def test_cli_trace_from_stored_cluster(tmp_path: Path, capsys: pytest.CaptureFix
     assert data["mode"] == "iptables" and data["node"] == "kind-worker"
     assert sum(Fraction(o["probability"]) for o in data["outcomes"]) == 1
     assert all(o["verdict"] == "ACCEPT" for o in data["outcomes"])
+
+
+def test_upstream_external_traffic_policy_cluster_flows() -> None:
+    k = rendered_kernel([
+        _svc("ns1", "svc1", {"type": "LoadBalancer", "clusterIP": "172.30.0.41",
+                             "externalIPs": ["192.168.99.11"],
+                             "externalTrafficPolicy": "Cluster",
+                             "ports": [{"name": "p80", "port": 80, "protocol": "TCP",
+                                        "nodePort": 3001, "targetPort": 80}]},
+             {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}),
+        _slice("ns1", "svc1", [{"addresses": ["10.180.0.1"]},
+                               {"addresses": ["10.180.2.1"], "nodeName": "test-node"}],
+               [{"name": "p80", "port": 80, "protocol": "TCP"}]),
+    ])
+    both = "10.180.0.1:80, 10.180.2.1:80"
+    check_flows(k, [
+        ("pod to cluster IP hits both endpoints, unmasqueraded", POD, "172.30.0.41", 80, both,
+         False),
+        ("pod to external IP hits both endpoints, masqueraded", POD, "192.168.99.11", 80, both,
+         True),
+        ("external to external IP hits both endpoints, masqueraded", EXTERNAL_CLIENT,
+         "192.168.99.11", 80, both, True),
+        ("pod to LB IP hits both endpoints, masqueraded", POD, "1.2.3.4", 80, both, True),
+        ("external to LB IP hits both endpoints, masqueraded", EXTERNAL_CLIENT, "1.2.3.4", 80,
+         both, True),
+        ("pod to NodePort hits both endpoints, masqueraded", POD, NODE_IP, 3001, both, True),
+        ("external to NodePort hits both endpoints, masqueraded", EXTERNAL_CLIENT, NODE_IP, 3001,
+         both, True),
+    ])
+
+
+@pytest.mark.parametrize(
+    ("policy", "nodes", "output"),
+    [
+        ("Cluster", ["test-node", "node1", "node2"], "10.0.1.1:80, 10.0.1.2:80, 10.0.1.3:80"),
+        ("Local", ["test-node", "node1", "node2"], "10.0.1.1:80"),
+        ("Local", ["test-node", "test-node", "node2"], "10.0.1.1:80, 10.0.1.2:80"),
+        ("Local", ["node0", "node1", "node2"], "DROP"),
+    ],
+)
+def test_upstream_internal_traffic_policy_flows(policy: str, nodes: list[str], output: str) -> None:
+    svc = _svc("ns1", "svc1", {"clusterIP": "172.30.1.1", "internalTrafficPolicy": policy,
+                               "ports": [{"name": "", "port": 80, "protocol": "TCP"}]})
+    eps = [{"addresses": [f"10.0.1.{i + 1}"], "conditions": {"ready": True}, "nodeName": n}
+           for i, n in enumerate(nodes)]
+    k = rendered_kernel([svc, _slice("ns1", "svc1", eps, [{"name": "", "port": 80,
+                                                           "protocol": "TCP"}])])
+    check_flows(k, [("pod to ClusterIP", POD, "172.30.1.1", 80, output, False)])
+    # Endpoints deleted: the service rejects.
+    check_flows(rendered_kernel([svc]), [("endpoints deleted", POD, "172.30.1.1", 80, "REJECT",
+                                          False)])

@@ -20,6 +20,7 @@ from kservice.proxy.types import (
     ServicePortName,
 )
 from kservice.testing.contract import BackendContract
+from kservice.testing.nftables import nftables_mode_divergence
 
 NODE = NodeInfo(name="node-a", ips=("192.168.0.10",), pod_cidrs=("10.244.1.0/24",),
                 interfaces=(("eth0", "192.168.0.10/24"), ("lo", "127.0.0.1/8")))
@@ -241,6 +242,10 @@ class TestNFTablesContract(BackendContract):
         # (the --masquerade-all flag sets both; a config file sets them separately). The
         # reference semantics follows iptables.masqueradeAll, so only the source seen may
         # differ, and only when the two settings differ.
+        why = nftables_mode_divergence(state, packet, expected.distribution(),
+                                       actual.distribution())
+        if why:
+            return why
         cfg = state.config
         if cfg.iptables.masquerade_all == cfg.nftables.masquerade_all:
             return None

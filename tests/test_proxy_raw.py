@@ -291,3 +291,34 @@ def test_kube_proxy_configuration_document_is_used() -> None:
            "mode": "nftables", "clusterCIDR": "10.244.0.0/16"}
     st = state_from_objects([cfg, _svc()], "n", "IPv4")
     assert st.config.mode == "nftables" and st.config.cluster_cidr == "10.244.0.0/16"
+
+
+def test_nftables_golden_inputs_match_its_maps() -> None:
+    text = (GOLDEN / "nftables-overall.md").read_text()
+    inputs = re.search(r"## Inputs as Kubernetes YAML.*?```yaml\n(.*?)```", text, re.S)
+    dump = re.search(r"## Expected output \(verbatim\).*?```\n(.*?)```", text, re.S)
+    assert inputs and dump
+    state = state_from_objects([d for d in yaml.safe_load_all(inputs.group(1)) if d],
+                               "test-node", "IPv4")
+    by = {(p.name.namespace, p.name.name): p for p in state.service_ports}
+    frontends: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for m in re.finditer(r"service-ips \{ (\S+) \. tcp \. (\d+) : goto (\w+)-\w+-(\w+)/(\w+)/",
+                         dump.group(1)):
+        ip, _port, kind, ns, svc = m.groups()
+        frontends.setdefault((ns, svc), set()).add((kind, ip))
+    for m in re.finditer(r"service-nodeports \{ tcp \. (\d+) : goto \w+-\w+-(\w+)/(\w+)/",
+                         dump.group(1)):
+        assert by[(m.group(2), m.group(3))].node_port == int(m.group(1))
+    assert len(frontends) == 5  # svc1..svc5 (svc6 has no endpoints: no service-ips entry)
+    for key, fes in frontends.items():
+        p = by[key]
+        assert {ip for kind, ip in fes if kind == "service"} == {p.cluster_ip}
+        assert {ip for kind, ip in fes if kind == "external"} == \
+            set(p.external_ips) | set(p.load_balancer_vips)
+    for m in re.finditer(r'no-endpoint-services \{ \S+ \. tcp \. \d+ comment "(\w+)/(\w+):\w+" '
+                         r": (drop|goto reject-chain)", dump.group(1)):
+        p = by[(m.group(1), m.group(2))]
+        if m.group(3) == "drop":  # endpoints exist, none local for eTP=Local
+            assert p.categorized.has_any and not p.categorized.local
+        else:
+            assert not p.categorized.has_any

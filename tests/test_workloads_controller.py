@@ -180,7 +180,7 @@ def test_ip_reused_lowest_first_after_delete() -> None:
     freed = pods[0].status.pod_ip
     node = pods[0].spec.node_name
     c.delete("Pod", pods[0].metadata.name, "default")
-    new = [p for p in c.list("Pod", "default") if p.metadata.name != pods[1].metadata.name][0]
+    new = next(p for p in c.list("Pod", "default") if p.metadata.name != pods[1].metadata.name)
     # the replacement goes to the emptier node -- the one just freed -- and its lowest IP
     assert new.spec.node_name == node and new.status.pod_ip == freed
 
@@ -200,7 +200,7 @@ def test_workloads_expand_to_the_right_number_of_pods(specs: list[dict], seed: i
             continue  # e.g. a selector change on re-apply: immutable
         seen[key] = m
     ctrl = c.extensions["workloads.controller"]
-    for (kind, name), m in seen.items():
+    for kind, name in seen:
         obj = c.get(kind, name, "default")
         if kind == "Deployment":
             pods = [p for rs in ctrl.dependents(c, "ReplicaSet", obj)

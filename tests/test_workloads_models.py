@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import given
 
 from kservice.errors import InvalidInput
-from kservice.models.discovery import EndpointSlice, Endpoints
+from kservice.models.discovery import Endpoints, EndpointSlice
 from kservice.models.workloads import DaemonSet, Deployment, Node, Pod, StatefulSet
+from kservice.testing.workloads import node_manifests, pod_manifests, workload_manifests
 
 # A Pod as `kubectl get pod -o yaml` prints it from a kind cluster (trimmed, but with the
 # fields kservice does not model: they must be accepted and written back unchanged).
@@ -138,3 +140,17 @@ def test_legacy_endpoints_round_trip() -> None:
                          "ports": [{"port": 80, "protocol": "TCP"}]}]}
     ep = Endpoints.from_manifest(data)
     assert Endpoints.from_manifest(ep.to_manifest()) == ep
+
+
+@given(nodes=node_manifests(), pod=pod_manifests(), wl=workload_manifests())
+def test_shipped_strategies_produce_readable_manifests(nodes: list, pod: dict, wl: dict) -> None:
+    for n in nodes:
+        node = Node.from_manifest(n)
+        assert Node.from_manifest(node.to_manifest()) == node
+    p = Pod.from_manifest(pod)
+    assert Pod.from_manifest(p.to_manifest()) == p
+    names = [port.name for c in p.spec.containers for port in c.ports]
+    assert len(names) == len(set(names))  # container port names unique within a container
+    model = {"Deployment": Deployment, "StatefulSet": StatefulSet, "DaemonSet": DaemonSet}
+    w = model[wl["kind"]].from_manifest(wl)
+    assert w.spec.selector.matches(w.spec.template.metadata.labels)

@@ -74,8 +74,12 @@ class IPTablesBackend:
         )
 
     def load(self, kernel: Any, rendering: Rendering) -> None:
-        """Program the mock kernel with the node's complete ``iptables-save``."""
-        kernel.load_iptables_save(rendering.section("save"), rendering.family)
+        """Program the mock kernel with the node's complete ``iptables-save``.
+
+        A save is the whole of each table (built-in chains and jump rules included), so it
+        replaces what the kernel had, as ``iptables-restore`` without ``--noflush`` does.
+        """
+        kernel.load_iptables_save(rendering.section("save"), rendering.family, noflush=False)
 
 
 backend = IPTablesBackend()

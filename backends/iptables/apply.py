@@ -133,7 +133,9 @@ class IPTablesState:
             if not line or line.startswith("#"):
                 continue
 
-            def err(msg: str, option: str | None = None) -> RuleParseError:
+            def err(
+                msg: str, option: str | None = None, lineno: int = lineno, line: str = line
+            ) -> RuleParseError:
                 return RuleParseError(msg, line=lineno, text=line, option=option, source=source)
 
             if line.startswith("*"):

@@ -126,8 +126,16 @@ class RenderContext:
         # NewNodePortAddresses: keep this family's CIDRs; none left means match-all.
         npa_texts = list(cfg.node_port_addresses)
         if npa_texts == ["primary"]:
-            # server.go turns "primary" into the node's primary IP(s) as host CIDRs.
-            npa_texts = [f"{ip}/{128 if ':' in ip else 32}" for ip in state.node.ips[:2]]
+            # server.go turns "primary" into the node's primary IP of each family (unless
+            # loopback) as a host CIDR; a family without one falls back to match-all.
+            npa_texts = []
+            for version in (4, 6):
+                for text in state.node.ips:
+                    ip = parse_ip_sloppy(text)
+                    if ip is not None and ip.version == version:
+                        if not ip.is_loopback:
+                            npa_texts.append(f"{ip}/{32 if version == 4 else 128}")
+                        break
         cidrs = [n for n in map(parse_cidr_sloppy, npa_texts) if n is not None and (n.version == 6) == v6]
         if not cidrs:
             cidrs = [_ZERO[state.family]]

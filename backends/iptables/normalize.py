@@ -61,7 +61,7 @@ def parse_iptables_dump(data: str) -> list[DumpTable]:
         if not line or line.startswith("#"):
             continue
 
-        def err(msg: str) -> RuleParseError:
+        def err(msg: str, lineno: int = lineno, line: str = line) -> RuleParseError:
             return RuleParseError(msg, line=lineno, text=line, source="dump")
 
         if line.startswith("*"):
@@ -178,9 +178,11 @@ def sort_iptables_rules(data: str) -> str:
     return "".join(out)
 
 
+# Anchored at line starts: unanchored, "-A (\S*)" would also match inside a chain line such
+# as ":KUBE-SVC-A - [0:0]" (impossible with hashed names, easy with hand-written ones).
 _CREATED = re.compile(r"^:(\S*)", re.M)
-_DELETED = re.compile(r"-X (\S*)")
-_FILLED = re.compile(r"-A (\S*)")
+_DELETED = re.compile(r"^-X (\S*)", re.M)
+_FILLED = re.compile(r"^-A (\S*)", re.M)
 _JUMPED = re.compile(r"-j (\S*)")
 _NON_CHAIN_TARGETS = frozenset(
     {"ACCEPT", "REJECT", "DROP", "MARK", "RETURN", "DNAT", "SNAT", "MASQUERADE"}

@@ -114,6 +114,7 @@ def render_restore(
     previous: NodeProxyState | None = None,
     *,
     cache: PortCache | None = None,
+    full: bool = False,
 ) -> SyncResult:
     """The payload kube-proxy writes for ``state``.
 
@@ -124,6 +125,10 @@ def render_restore(
     upstream restarts (config) or does a full sync (node labels) in most of those cases;
     for a large-cluster-mode flip upstream would keep the old chains of unchanged services,
     which kservice does not reproduce.
+
+    ``full=True`` forces a full sync even when only services changed (upstream does one at
+    startup, hourly, after a failed restore, or when the canary chain vanished); stale
+    chains are still deleted relative to ``previous``.
     """
     if cache is None:
         cache = PortCache()
@@ -136,7 +141,7 @@ def render_restore(
     stale: tuple[str, ...] = ()
     write: list[bool] | None = None
     ports: list[PortRules]
-    if previous is not None and prev_ctx == ctx:
+    if previous is not None and prev_ctx == ctx and not full:
         assert prev_ctx is not None
         partial = True
         changed, old_idx, new_idx = changed_ports(previous, state)

@@ -61,12 +61,7 @@ def save_string(value: str) -> str:
     """``xtables_save_string``: bare if safe, else quoted with ``"\\'`` escaped."""
     if _NO_QUOTE.fullmatch(value):
         return value
-    out = []
-    for ch in value:
-        if ch in "\"\\'":
-            out.append("\\")
-        out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'") + '"'
 
 
 @lru_cache(maxsize=8192)
@@ -269,12 +264,12 @@ def save_rule(line: str, family: str = "IPv4") -> str:
         neg = False
 
     parts = ["-A", chain]
-    for opt in _HEADER_ORDER:
-        if opt in header:
-            hneg, val = header[opt]
-            if opt in ("-s", "-d"):
+    for hopt in _HEADER_ORDER:
+        if hopt in header:
+            hneg, val = header[hopt]
+            if hopt in ("-s", "-d"):
                 val = _addr(val, v6)
-            parts.append(("! " if hneg else "") + f"{opt} {val}")
+            parts.append(("! " if hneg else "") + f"{hopt} {val}")
     for mod, opts in modules:
         body = _MODULE_SAVERS[mod](opts, v6) if opts else ""
         parts.append(f"-m {mod}" + (f" {body}" if body else ""))

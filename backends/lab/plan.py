@@ -57,6 +57,7 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$")
 IFNAMSIZ = 15
 UNDERLAY_BRIDGE = "ul0"
 POD_BRIDGE = "cni0"
+EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 def validate_lab_name(name: str) -> str:
@@ -194,6 +195,11 @@ class LabPlan:
         for ns in self.namespaces:
             cmds.append(Command(("ip", "netns", "add", ns), "a namespace of the lab"))
             ipn(ns, "link", "set", "lo", "up", why="loopback up")
+            # ICMP errors (REJECT's port-unreachable) are rate-limited per destination by
+            # default (a burst of 6, then 1/s): a probe burst would turn REJECTs into
+            # timeouts. The lab measures the rules, not the limiter, so it is off.
+            sysctl(ns, "net.ipv4.icmp_ratelimit", "0",
+                   "REJECT answers must not be rate-limited during a probe burst")
         ipn(ul, "link", "add", UNDERLAY_BRIDGE, "type", "bridge",
             why="the underlay: the network the nodes' InternalIPs live on")
         ipn(ul, "link", "set", UNDERLAY_BRIDGE, "up")
@@ -383,8 +389,13 @@ def plan_from_objects(lab: str, nodes: list[Any], pods: list[Any], services: lis
         vips.extend(_v4(str(i.get("ip") or "") for i in lb.get("ingress") or ()))
     vips = sorted(set(vips), key=lambda v: netaddr.IPAddress(v))
     ext_ip = _external_ip(cidr, set(node_ips) | set(vips))
-    # By default a VIP is carried by the first node (the balancer's choice is a probe option).
-    external = ExternalPlan(f"{prefix}ext", ext_ip, [(v, node_ips[0]) for v in vips])
+    # By default a VIP is carried by the first node a cloud balancer would use (not one
+    # labelled node.kubernetes.io/exclude-from-external-load-balancers); a probe may pick
+    # another with --via.
+    excluded = {n.metadata.name for n in nodes
+                if EXCLUDE_LB_LABEL in (n.metadata.labels or {})}
+    carrier = next((n.ip for n in node_plans if n.name not in excluded), node_ips[0])
+    external = ExternalPlan(f"{prefix}ext", ext_ip, [(v, carrier) for v in vips])
     return LabPlan(name=lab, underlay_netns=f"{prefix}ul", underlay_cidr=cidr,
                    nodes=node_plans, pods=pod_plans, external=external)
 

@@ -171,15 +171,31 @@ class Expectation:
     shares: dict[str, Fraction]
     #: outcome class -> the source address the pod should see.
     sources: dict[str, str | None]
+    #: Delivered outcomes whose reply cannot return through the NATing node.
+    asymmetric: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"shares": {k: str(v) for k, v in self.shares.items()},
-                "sources": self.sources}
+        out: dict[str, Any] = {"shares": {k: str(v) for k, v in self.shares.items()},
+                               "sources": self.sources}
+        if self.asymmetric:
+            out["asymmetric_replies"] = list(self.asymmetric)
+        return out
 
 
 def expectation(plan: LabPlan, result: TraceResult, proto: str) -> Expectation:
+    """The trace's outcomes as the lab's client will see them.
+
+    A trace follows the first packet forward. One thing it cannot show is a reply that
+    never meets the node that NATed the request: when the endpoint is on another node
+    and the source it sees does not route back through the DNATing node (a pod of a
+    third node reaching a NodePort un-masqueraded, say), the reply goes straight to
+    the client, which drops it (wrong source) -- the connection times out although the
+    first packet was delivered. Such outcomes are expected as ``timeout`` and listed in
+    :attr:`Expectation.asymmetric`.
+    """
     shares: dict[str, Fraction] = {}
     sources: dict[str, str | None] = {}
+    asymmetric: list[str] = []
     for o in result.outcomes:
         if o.verdict == "REJECT":
             key = REFUSED
@@ -190,7 +206,11 @@ def expectation(plan: LabPlan, result: TraceResult, proto: str) -> Expectation:
             ip = ip.strip("[]")
             pod = next((p for p in plan.pods if p.ip == ip and int(port) in
                         (p.udp_ports if proto == "udp" else p.tcp_ports)), None)
-            if pod is not None:
+            if pod is not None and _reply_bypasses_nat(plan, result.node, o, pod.node):
+                key = TIMEOUT
+                asymmetric.append(f"{o.delivered_to} (source {o.source_seen}, "
+                                  f"{o.probability})")
+            elif pod is not None:
                 key = f"pod:{pod.ref}"
                 sources[key] = o.source_seen
             elif plan.pod_by_ip(ip) is not None or any(n.ip == ip or n.gateway == ip
@@ -204,7 +224,30 @@ def expectation(plan: LabPlan, result: TraceResult, proto: str) -> Expectation:
         else:
             key = f"unknown:{o.verdict}"
         shares[key] = shares.get(key, Fraction(0)) + o.probability
-    return Expectation(shares, sources)
+    return Expectation(shares, sources, tuple(asymmetric))
+
+
+def _last_node(first: str, rules: tuple[str, ...]) -> str:
+    """The node that handled the packet last (``[node X]`` markers of a multi-node path)."""
+    last = first
+    for r in rules:
+        if r.startswith("[node ") and r.endswith("]"):
+            last = r[len("[node "):-1]
+    return last
+
+
+def _reply_bypasses_nat(plan: LabPlan, first: str, o: Any, endpoint_node: str) -> bool:
+    nat_node = plan.node(_last_node(first, o.rules))
+    if endpoint_node == nat_node.name or not o.source_seen:
+        return False
+    src = o.source_seen
+    if src in (nat_node.ip, nat_node.gateway) or src.startswith("127."):
+        return False
+    import netaddr
+
+    if netaddr.IPAddress(src) in netaddr.IPNetwork(nat_node.pod_cidr):
+        return False  # the DNATing node's own pod: the reply is routed back through it
+    return True
 
 
 def chi_square_p(observed: list[int], expected: list[float]) -> float:

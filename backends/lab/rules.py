@@ -11,6 +11,9 @@ disagreement is the kernel's word against the mock's, never two different rule s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from fractions import Fraction
+
 import attrs
 import netaddr
 
@@ -19,9 +22,13 @@ from kservice.backend import Rendering, get_backend
 from kservice.cluster import Cluster
 from kservice.errors import InvalidInput
 from kservice.proxy.types import NodeProxyState, ProxierOptions
-from kservice.trace import Packet, TraceResult
+from kservice.trace import Outcome, Packet, TraceResult
 
-__all__ = ["MODES", "load_payload", "node_state", "predict", "render"]
+__all__ = ["MAX_HOPS", "MODES", "load_payload", "node_state", "predict", "predict_path",
+           "render"]
+
+#: A packet crosses at most this many lab nodes (client's node, the node it is sent to).
+MAX_HOPS = 3
 
 #: Lab modes -> (backend rendering them, section loaded into the real kernel, loader).
 MODES: dict[str, tuple[str, str, str]] = {
@@ -66,3 +73,43 @@ def predict(state: NodeProxyState, rendering: Rendering, mode: str, packet: Pack
     kernel = MockKernel(state.node)
     get_backend(MODES[mode][0]).load(kernel, rendering)
     return kernel.trace(packet, mode=mode)
+
+
+def predict_path(plan: LabPlan, mode: str, node: str, packet: Packet,
+                 node_rules: Callable[[str], tuple[NodeProxyState, Rendering]]) -> TraceResult:
+    """The mock kernel's answer across nodes: an outcome that forwards the packet to another
+    lab node's address (a pod sending to a remote node's NodePort) is traced again on that
+    node, with the source it left with. Probabilities multiply; rule paths concatenate."""
+    def walk(node: str, packet: Packet, hops: int) -> list[Outcome]:
+        state, rendering = node_rules(node)
+        result = predict(state, rendering, mode, packet)
+        out: list[Outcome] = []
+        for o in result.outcomes:
+            nxt = _next_node(plan, node, o)
+            if nxt is None or hops >= MAX_HOPS or o.source_seen is None or o.delivered_to is None:
+                out.append(attrs.evolve(o, rules=(f"[node {node}]", *o.rules)))
+                continue
+            ip, _, port = o.delivered_to.rpartition(":")
+            again = Packet(src=o.source_seen, dst=ip, dport=int(port), sport=packet.sport,
+                           proto=packet.proto)
+            for sub in walk(nxt, again, hops + 1):
+                out.append(attrs.evolve(
+                    sub, probability=o.probability * sub.probability,
+                    masqueraded=o.masqueraded or sub.masqueraded,
+                    rules=(f"[node {node}]", *o.rules, *sub.rules)))
+        return out
+
+    outcomes = walk(node, packet, 1)
+    assert sum((o.probability for o in outcomes), Fraction(0)) == 1
+    return TraceResult(node=node, mode=mode, packet=packet, outcomes=tuple(outcomes))
+
+
+def _next_node(plan: LabPlan, node: str, o: Outcome) -> str | None:
+    """The other lab node an ACCEPTed packet is handed to, if its destination is one."""
+    if o.verdict != "ACCEPT" or not o.delivered_to:
+        return None
+    ip = o.delivered_to.rpartition(":")[0].strip("[]")
+    for n in plan.nodes:
+        if n.name != node and n.ip == ip:
+            return n.name
+    return None

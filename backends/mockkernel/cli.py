@@ -246,22 +246,30 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(result.dumps())
     else:
-        print(format_text(result, warnings=kernel.warnings), end="")
+        origin, iif = kernel.entry_of(src, args.entry)
+        where = {"pod": f"a pod on this node (in via {iif})", "local": "this node itself",
+                 "external": f"outside the node (in via {iif})"}[origin]
+        print(format_text(result, warnings=kernel.warnings, entry=where), end="")
     return 0
 
 
-def format_text(result: TraceResult, *, warnings: list[str] | tuple[str, ...] = ()) -> str:
+def format_text(result: TraceResult, *, warnings: list[str] | tuple[str, ...] = (),
+                entry: str | None = None) -> str:
     """A readable table: one row per outcome, then each outcome's rule path."""
     p = result.packet
-    lines = [f"node {result.node} ({result.mode}): {p.proto} {p.src}:{p.sport} -> "
-             f"{'[' + p.dst + ']' if ':' in p.dst else p.dst}:{p.dport}", ""]
+    src = f"[{p.src}]" if ":" in p.src else p.src
+    dst = f"[{p.dst}]" if ":" in p.dst else p.dst
+    lines = [f"node {result.node} ({result.mode}): {p.proto} {src}:{p.sport} -> {dst}:{p.dport}"]
+    if entry:
+        lines.append(f"from {entry}")
+    lines.append("")
     rows = [("#", "PROBABILITY", "", "VERDICT", "DELIVERED TO", "SOURCE SEEN", "MASQ")]
     for i, o in enumerate(result.outcomes, 1):
         rows.append((str(i), str(o.probability), f"{float(o.probability):.4f}", o.verdict,
                      o.delivered_to or "-", o.source_seen or "-", "yes" if o.masqueraded else "no"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     for i, o in enumerate(result.outcomes, 1):
         lines.append("")
         lines.append(f"outcome {i} path:")

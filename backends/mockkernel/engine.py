@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import attrs
 
@@ -186,7 +186,7 @@ class PacketState:
 
     def fork(self) -> PacketState:
         """An independent copy for one branch (mutable parts copied)."""
-        return _fork(self)
+        return cast(PacketState, _fork(self))
 
     def set_dst(self, ip: str, port: int | None) -> None:
         """Rewrite the destination (DNAT / REDIRECT / IPVS)."""

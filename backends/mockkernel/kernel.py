@@ -17,10 +17,18 @@ from fractions import Fraction
 from typing import Any
 
 from backends.mockkernel.conntrack import (
-    ConntrackEntry, ConntrackTable, RecentLists, VirtualClock,
+    ConntrackEntry,
+    ConntrackTable,
+    RecentLists,
+    VirtualClock,
 )
 from backends.mockkernel.engine import (
-    ACCEPT, NAT_MANIP, PRIORITY, HookProgram, PacketState, Verdict,
+    ACCEPT,
+    NAT_MANIP,
+    PRIORITY,
+    HookProgram,
+    PacketState,
+    Verdict,
 )
 from backends.mockkernel.netfilter import IptablesTable, load_tables
 from backends.mockkernel.netfilter_parse import parse_iptables_save
@@ -349,8 +357,8 @@ class MockKernel:
         """
         v = _family_version(family)
         lines: dict[str, list[str]] = {}
-        for table, chain, rule in KUBE_PROXY_JUMP_RULES:
-            lines.setdefault(table, []).append(f"-A {chain} {rule}")
+        for table, builtin, rule in KUBE_PROXY_JUMP_RULES:
+            lines.setdefault(table, []).append(f"-A {builtin} {rule}")
         for table, rules in lines.items():
             existing = self.iptables[v].get(table)
             have = set(existing.chains) if existing else set()
@@ -373,6 +381,10 @@ class MockKernel:
             existing._index = {}
 
     # ------------------------------------------------------------------ packet path
+
+    def entry_of(self, src: str, entry: str | None = None) -> tuple[str, str | None]:
+        """Where a packet from ``src`` enters: (``pod``/``local``/``external``, interface)."""
+        return self._origin(str(ipaddress.ip_address(src)), entry)
 
     def _origin(self, src: str, entry: str | None) -> tuple[str, str | None]:
         if entry is not None:
@@ -562,7 +574,7 @@ class MockKernel:
         res = self._path(st)
         if len(res) != 1:
             raise BackendError(f"internal: sampled walk produced {len(res)} outcomes")
-        p, s, v, _w = res[0]
+        _p, s, v, _w = res[0]
         if v.kind == "ACCEPT" and s.ct is not None and s.ct_state != "UNTRACKED":
             e = s.ct
             if not e.confirmed:

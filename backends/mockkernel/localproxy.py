@@ -19,8 +19,9 @@ A handler's branches replace the consumed packet: the outcome of a proxied packe
 the *proxy's* connection ends up, and ``source_seen`` is the proxy's source address -- the
 client address is gone, as it is on a real node.
 
-It also teaches the iptables parser the ``physdev`` match (``--physdev-is-in`` ...), which the
-userspace proxier uses; see :func:`install_physdev_match`.
+It can also teach the iptables parser the ``physdev`` match (``[!] --physdev-is-in``,
+``--physdev-is-bridged``), which the userspace proxier's externalIP rules use; see
+:func:`install_physdev_match`.
 
 Engine API used: ``MockKernel._start`` and ``MockKernel._path`` (a walk from a fresh packet).
 A public ``MockKernel.walk(packet, entry=, commit=, rng=)`` would let this module stop
@@ -150,18 +151,32 @@ def _bridged_in(st: PacketState) -> bool:
     return st.iif is not None and st.iif == st.kernel.bridge and st.origin == "pod"
 
 
+def _is_in_test(neg: bool) -> Callable[[PacketState], bool]:
+    def test(st: PacketState) -> bool:
+        return _bridged_in(st) != neg
+    return test
+
+
+def _const_test(value: bool) -> Callable[[PacketState], bool]:
+    def test(_st: PacketState) -> bool:
+        return value
+    return test
+
+
 def _build_physdev(ctx: Any, opts: list[tuple[bool, str, list[str]]]) -> list[Any]:
     out = []
     for neg, opt, _args in opts:
         if opt == "--physdev-is-in":
-            out.append(_nfp.Match("physdev", (lambda st, n=neg: _bridged_in(st) != n),
-                                  invert=neg))
+            out.append(_nfp.Match("physdev", _is_in_test(neg), invert=neg))
         elif opt == "--physdev-is-bridged":
-            # Bridged (not routed) traffic never reaches the nat/filter hooks we model with
-            # an IP destination of a service; treat as "not bridged".
-            out.append(_nfp.Match("physdev", (lambda st, n=neg: n), invert=neg))
+            # The model routes every packet (no bridged L2 forwarding through iptables):
+            # "is bridged" never holds.
+            out.append(_nfp.Match("physdev", _const_test(neg), invert=neg))
         else:
-            out.append(_nfp._unknown(ctx, "physdev option", opt))
+            # --physdev-in/--physdev-out name bridge ports the model does not have: the
+            # whole match is refused, as it was before physdev was taught at all.
+            out.append(_nfp._unknown(ctx, f"match module (physdev option {opt} is not "
+                                          "modelled)", "-m physdev"))
     return out
 
 
@@ -178,5 +193,3 @@ def install_physdev_match() -> None:
     _nfp._MODULE_OPTIONS["physdev"] = _PHYSDEV_OPTS
     _nfp._FLAG_OPTS = _nfp._FLAG_OPTS | _PHYSDEV_FLAGS
 
-
-install_physdev_match()

@@ -17,20 +17,29 @@ from __future__ import annotations
 
 import bisect
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from backends.mockkernel.engine import (
-    ACCEPT, DROP, PRIORITY, REJECT, Branch, PacketState, Verdict,
+    ACCEPT,
+    DROP,
+    PRIORITY,
+    REJECT,
+    Branch,
+    PacketState,
+    Verdict,
 )
 from backends.mockkernel.netfilter_parse import (
-    BUILTIN_CHAINS, Chain, ParsedTable, RawRule, Rule, parse_iptables_save, rule_target,
+    BUILTIN_CHAINS,
+    Chain,
+    ParsedTable,
+    RawRule,
+    Rule,
+    parse_iptables_save,
+    rule_target,
 )
 from kservice.errors import BackendError, RuleParseError, UnsupportedRule
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["INDEX_THRESHOLD", "IptablesTable", "TABLE_HOOKS", "load_tables"]
+__all__ = ["INDEX_THRESHOLD", "TABLE_HOOKS", "IptablesTable", "load_tables"]
 
 #: Where each table hooks in, with the kernel's priority (iptable_*.c).
 TABLE_HOOKS: dict[str, dict[str, int]] = {
@@ -171,7 +180,7 @@ class IptablesTable:
             if self.use_index and len(chain.rules) > INDEX_THRESHOLD:
                 idx = _Index(chain.rules)
             self._index[chain.name] = idx
-        return idx  # type: ignore[return-value]
+        return cast("_Index | None", idx)
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for c in self.chains.values())
@@ -333,7 +342,8 @@ def _apply_target(table: IptablesTable, rule: Rule, st: PacketState) -> str | No
         st.mark = _mark_op(st.mark, o["op"], o["value"])
         return None
     if name == "CONNMARK":
-        return _connmark(st, o)
+        _connmark(st, o)
+        return None
     if name in ("CT", "NOTRACK"):
         if name == "NOTRACK" or o.get("notrack"):
             st.ct_state = "UNTRACKED"

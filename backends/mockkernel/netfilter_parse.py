@@ -251,7 +251,6 @@ class RawRule:
     #: The whole ``-A`` line (the rule text is derived on demand).
     full: str
     line: int
-    tokens: list[str]
     #: ``-j``/``-g`` target name (None without one) -- what the loader resolves.
     target_name: str | None
     goto: bool
@@ -278,7 +277,8 @@ def compile_raw(raw: RawRule) -> Rule:
     """Compile a :class:`RawRule` (same result as an eager parse of its line)."""
     o = raw.opts
     ctx = _Ctx(raw.line, raw.full, o.source, o.lenient, o.exact_kernel, o.warnings)
-    rule = _parse_rule(ctx, raw.tokens, o.table, set())
+    # Tokenised again here rather than kept: a big dump holds far fewer objects that way.
+    rule = _parse_rule(ctx, tokenize(raw.full), o.table, set())
     if raw.unknown_target is not None:
         rule.target.unknown = raw.unknown_target
         rule.target.options.pop("chain", None)
@@ -368,7 +368,7 @@ _ADDR_TYPES = frozenset({
 
 def _addr_type(st: PacketState, ip: str, iface: str | None) -> str:
     # What inet_addr_type()/inet_dev_addr_type() answer for the address.
-    return st.kernel.addr_type(ip, iface)
+    return str(st.kernel.addr_type(ip, iface))
 
 
 # Each builder gets (ctx, options: list[(negated, opt, args)]) for its module and returns
@@ -480,12 +480,14 @@ def _build_mark(ctx: _Ctx, module: str, opts: list[_Opt]) -> list[Match]:
             v, m = _mark_mask(_one_arg(ctx, opt, args))
         except ValueError:
             raise ctx.error("bad mark value", opt) from None
-        if module == "mark":
-            out.append(Match("mark", lambda st, v=v, m=m, n=neg: ((st.mark & m) == v) != n))
-        else:  # connmark: the conntrack entry's mark
-            out.append(Match("connmark", lambda st, v=v, m=m, n=neg:
-                             ((_ct_mark(st) & m) == v) != n))
+        out.append(Match(module, _mark_test(module == "connmark", v, m, neg)))
     return out
+
+
+def _mark_test(ct: bool, v: int, m: int, neg: bool) -> Callable[[PacketState], bool]:
+    if ct:  # connmark: the conntrack entry's mark
+        return lambda st: ((_ct_mark(st) & m) == v) != neg
+    return lambda st: ((st.mark & m) == v) != neg
 
 
 def _ct_mark(st: PacketState) -> int:
@@ -619,10 +621,10 @@ def _build_recent(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
         raise ctx.error("recent --reap needs --seconds", "--reap")
 
     def test(st: PacketState) -> bool:
-        return st.kernel.recent.match(
+        return bool(st.kernel.recent.match(
             st, name=name, cmd=cmd, invert=inv, seconds=seconds, hitcount=hitcount,
             reap=reap, rdest=rdest, mask=mask,
-        )
+        ))
     return [Match("recent", test)]
 
 
@@ -635,8 +637,7 @@ def _build_set(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
             name, flags = args[0], tuple(args[1].split(","))
             if any(f not in ("src", "dst") for f in flags):
                 raise ctx.error(f"bad --match-set flags {args[1]!r}", opt)
-            out.append(Match("set", lambda st, n=name, f=flags, i=neg:
-                             st.kernel.ipsets.test(n, st, f) != i, invert=neg))
+            out.append(Match("set", _set_test(name, flags, neg), invert=neg))
         else:
             out.append(_unknown(ctx, "set option", opt))
     return out
@@ -651,11 +652,29 @@ def _build_iprange(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
         lo_t, _, hi_t = _one_arg(ctx, opt, args).partition("-")
         lo = int(ipaddress.ip_address(lo_t))
         hi = int(ipaddress.ip_address(hi_t or lo_t))
-        if opt == "--src-range":
-            out.append(Match("iprange", lambda st, a=lo, b=hi, n=neg: (a <= st.src_int <= b) != n))
-        else:
-            out.append(Match("iprange", lambda st, a=lo, b=hi, n=neg: (a <= st.dst_int <= b) != n))
+        out.append(Match("iprange", _range_test(opt == "--src-range", lo, hi, neg)))
     return out
+
+
+def _set_test(name: str, flags: tuple[str, ...], neg: bool) -> Callable[[PacketState], bool]:
+    return lambda st: bool(st.kernel.ipsets.test(name, st, flags)) != neg
+
+
+def _range_test(src: bool, lo: int, hi: int, neg: bool) -> Callable[[PacketState], bool]:
+    if src:
+        return lambda st: (lo <= st.src_int <= hi) != neg
+    return lambda st: (lo <= st.dst_int <= hi) != neg
+
+
+def _net_test(src: bool, net: Net, neg: bool) -> Callable[[PacketState], bool]:
+    mask, network = net.mask, net.network
+    if src:
+        return lambda st: ((st.src_int & mask) == network) != neg
+    return lambda st: ((st.dst_int & mask) == network) != neg
+
+
+def _proto_test(proto: str, neg: bool) -> Callable[[PacketState], bool]:
+    return lambda st: (st.proto == proto) != neg
 
 
 def _build_pass(known: frozenset[str], module: str) -> Callable[[_Ctx, list[_Opt]], list[Match]]:
@@ -891,13 +910,8 @@ def _parse_rule(ctx: _Ctx, tokens: list[str], table: str, chain_names: set[str])
                     net = Net.parse(val)
                 except ValueError:
                     raise ctx.error(f"bad address {val!r}", tok) from None
-                attr = "src_int" if g == "-s" else "dst_int"
-                if attr == "src_int":
-                    generic.append(Match("-s", lambda st, nt=net, ng=neg:
-                                         ((st.src_int & nt.mask) == nt.network) != ng))
-                else:
-                    generic.append(Match("-d", lambda st, nt=net, ng=neg:
-                                         ((st.dst_int & nt.mask) == nt.network) != ng))
+                generic.append(Match(g, _net_test(g == "-s", net, neg)))
+                if g == "-d":
                     if not neg and net.is_host:
                         key_dst = net.network
             elif g == "-p":
@@ -907,7 +921,7 @@ def _parse_rule(ctx: _Ctx, tokens: list[str], table: str, chain_names: set[str])
                     raise ctx.unsupported(f"unsupported protocol {val!r}", tok)
                 proto, proto_neg = p, neg
                 if p != "all":
-                    generic.append(Match("-p", lambda st, pp=p, ng=neg: (st.proto == pp) != ng))
+                    generic.append(Match("-p", _proto_test(p, neg)))
                     if not neg:
                         key_proto = p
             else:
@@ -1148,7 +1162,7 @@ def _finish_table(table: ParsedTable, pending: list[tuple[int, str, list[str]]],
             shape = _shape(tokens)
             if shape is not None and shape in shapes:  # type: ignore[operator]
                 tgt, goto = _target_of(tokens)
-                chain.rules.append(RawRule(cname, line, lineno, tokens, tgt, goto, opts))
+                chain.rules.append(RawRule(cname, line, lineno, tgt, goto, opts))
                 chain.raw += 1
                 continue
         ctx = _Ctx(lineno, line, source, lenient, exact, warn)

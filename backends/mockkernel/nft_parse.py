@@ -41,6 +41,7 @@ __all__ = [
     "tokenize",
 ]
 
+_RULE_TEXT = re.compile(r"^\s*(?:add|insert)\s+rule\s+(?:(?:ip|ip6|inet)\s+)?\S+\s+\S+\s+(.*?)\s*$")
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};,]|[^\s{};,]+')
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58}
 PROTO_NAMES = {v: k for k, v in PROTOCOLS.items() if k != "ipv6-icmp"}
@@ -375,7 +376,7 @@ def _mark_value(tok: str, ctx: _Ctx) -> int:
     return _int(tok, ctx, "mark value")
 
 
-def parse_rule(tokens: list[str], ctx: _Ctx) -> NftRule:
+def parse_rule(tokens: list[str], ctx: _Ctx, text: str | None = None) -> NftRule:
     """Parse a rule's tokens into expressions.
 
     Expression tuples (first item is the kind):
@@ -393,7 +394,8 @@ def parse_rule(tokens: list[str], ctx: _Ctx) -> NftRule:
       ``("dnat", ip, port|None)``, ``("snat", ip, port|None)``, ``("masquerade", flags)``,
       ``("reject",)``, ``("update", set name, field)``.
     """
-    text = " ".join(tokens)
+    # The rule as written (rule paths show it); tokens joined when not given.
+    text = text.strip() if text else " ".join(tokens)
     exprs: list[tuple[Any, ...]] = []
     comment: str | None = None
     n = len(tokens)
@@ -809,7 +811,8 @@ def _command(tokens: list[str], ctx: _Ctx) -> list[Command]:
         raise ctx.unsupported(f"{verb} rule", verb)
     if not rest:
         raise ctx.err("empty rule")
-    return [Command(**base, name=name, body=parse_rule(rest, ctx))]
+    m = _RULE_TEXT.match(ctx.text.replace("\n", " "))
+    return [Command(**base, name=name, body=parse_rule(rest, ctx, m.group(1) if m else None))]
 
 
 def parse_nft(text: str, *, source: str | None = None) -> list[Command]:
@@ -915,7 +918,8 @@ def _block_chain(family: str, table: str, name: str, body: list[tuple[int, str]]
         if toks[0] == "comment" and len(toks) == 2:
             decl_items += [*toks, ";"]
             continue
-        rules.append(Command("add", "rule", family, table, name, parse_rule(toks, ctx), ln, text))
+        rules.append(Command("add", "rule", family, table, name, parse_rule(toks, ctx, text),
+                             ln, text))
     ctx = _Ctx(source, lineno, raw)
     decl = _chain_decl(decl_items, ctx) if decl_items else None
     out.append(Command("add", "chain", family, table, name, decl, lineno, raw))

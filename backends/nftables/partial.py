@@ -136,13 +136,28 @@ def changed_services(previous: Desired, current: Desired) -> set[str]:
     """Services (``ns/name``) whose fragments differ: what the change trackers report.
 
     Unchanged fragments are usually the very same objects, so this is a cheap identity
-    walk (list comparison checks identity before equality).
+    walk.
     """
-    a, b = _by_service(previous), _by_service(current)
-    return {s for s in a.keys() | b.keys() if a.get(s) != b.get(s)}
+    return _changed(previous, current)
 
 
 _Elements = dict[tuple[str, str], tuple[str | None, str | None]]
+
+
+def _changed(previous: Desired, current: Desired) -> set[str]:
+    pf, cf = previous.fragments, current.fragments
+    if len(pf) == len(cf):
+        # Same number of ports: compare position by position (unchanged fragments are
+        # the same objects, so this is an identity walk). A port moving position also
+        # shows up, as both services at that position.
+        out: set[str] = set()
+        for f, g in zip(pf, cf, strict=True):
+            if f is not g and f != g:
+                out.add(f.service)
+                out.add(g.service)
+        return out
+    a, b = _by_service(previous), _by_service(current)
+    return {s for s in a.keys() | b.keys() if a.get(s) != b.get(s)}
 
 
 def _collect(frags: list[ServiceFragment]) -> tuple[_Elements, set[str], set[str]]:
@@ -175,15 +190,14 @@ def partial_transaction(previous: Desired, current: Desired,
         return full_transaction(current, first_sync=False,
                                 existing_chains=tuple(sorted(prev_chains)),
                                 existing_sets=tuple(sorted(prev_sets)))
-    prev_by, cur_by = _by_service(previous), _by_service(current)
     if changed is None:
-        changed = {s for s in prev_by.keys() | cur_by.keys() if prev_by.get(s) != cur_by.get(s)}
+        changed = _changed(previous, current)
     if not changed:
         return ""
     p = _p(current)
     out: list[str] = []
-    old_frags = [f for s in sorted(changed) for f in prev_by.get(s, ())]
-    new_frags = [f for s in sorted(changed) for f in cur_by.get(s, ())]
+    old_frags = [f for f in previous.fragments if f.service in changed]
+    new_frags = [f for f in current.fragments if f.service in changed]
     old, old_chains, old_sets = _collect(old_frags)
     seen: set[tuple[str, str]] = set()
     new_chains: set[str] = set()
@@ -230,10 +244,9 @@ def stale_chain_cleanup(previous: Desired, current: Desired) -> str:
         prev_chains, _ = _active(previous)
         chains, _ = _active(current)
     else:
-        prev_by, cur_by = _by_service(previous), _by_service(current)
-        changed = {s for s in prev_by.keys() | cur_by.keys() if prev_by.get(s) != cur_by.get(s)}
-        _e, prev_chains, _s = _collect([f for s in changed for f in prev_by.get(s, ())])
-        _e, chains, _s = _collect([f for s in changed for f in cur_by.get(s, ())])
+        changed = _changed(previous, current)
+        _e, prev_chains, _s = _collect([f for f in previous.fragments if f.service in changed])
+        _e, chains, _s = _collect([f for f in current.fragments if f.service in changed])
     p = _p(current)
     out = [f"delete chain {p} {c}" for c in sorted(prev_chains - chains)]
     return "\n".join(out) + ("\n" if out else "")

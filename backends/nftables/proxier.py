@@ -6,7 +6,7 @@ import gc
 from typing import Any
 
 from backends.nftables import model, partial, render
-from kservice.backend import Rendering
+from kservice.backend import Rendering, SectionText
 from kservice.proxy.types import NodeProxyState
 
 __all__ = ["NFTablesBackend"]
@@ -29,10 +29,9 @@ class NFTablesBackend:
     formats = ("transaction", "ruleset", "dump")
 
     def __init__(self) -> None:
-        # Like kube-proxy's proxier, the backend remembers what it rendered last: the
-        # fragments of the last two node states (a partial sync renders the new state
-        # and needs the previous one), keyed by port object identity.
-        self._caches: list[render.FragmentCache] = [{}, {}]
+        # Like kube-proxy's proxier, the backend remembers what it rendered last (the last
+        # two node states: a partial sync needs the previous one and renders the new one);
+        # unchanged port objects reuse their fragments.
         self._desired: list[tuple[NodeProxyState, render.Desired]] = []
 
     def desired(self, state: NodeProxyState) -> render.Desired:
@@ -40,10 +39,8 @@ class NFTablesBackend:
         for st, d in self._desired:
             if st is state:
                 return d
-        merged = {**self._caches[0], **self._caches[1]}
-        new: render.FragmentCache = {}
-        d = render.render_desired(state, merged, new)
-        self._caches = [self._caches[1], new]
+        base = self._desired[-1] if self._desired else None
+        d = render.render_desired(state, base)
         self._desired = [*self._desired[-1:], (state, d)]
         return d
 
@@ -75,13 +72,15 @@ class NFTablesBackend:
         prev = self.desired(previous) if previous is not None else None
         desired = self.desired(state)
         table = model.build_table(desired)
-        sections: list[tuple[str, str]] = []
+        # Only the transaction is what kube-proxy computes; the listings are produced on
+        # demand (Rendering runs a section's function on first use).
+        sections: list[tuple[str, SectionText]] = []
         if prev is None:
             sections.append(("transaction", partial.full_transaction(desired)))
         else:
             sections.append(("transaction", partial.partial_transaction(prev, desired)))
-        sections.append(("ruleset", model.list_ruleset(table)))
-        sections.append(("dump", model.dump(table)))
+        sections.append(("ruleset", lambda: model.list_ruleset(table)))
+        sections.append(("dump", lambda: model.dump(table)))
         if prev is not None:
             cleanup = partial.stale_chain_cleanup(prev, desired)
             if cleanup:

@@ -38,7 +38,6 @@ __all__ = [
     "local_detector",
     "masquerade_mark",
     "nodeport_ips",
-    "FragmentCache",
     "render_desired",
     "render_fragment",
 ]
@@ -69,6 +68,10 @@ class Desired:
     #: Node IPs for ``nodeport-ips``; ``None`` when --nodeport-addresses matches all.
     nodeport_ips: tuple[str, ...] | None
     fragments: tuple[ServiceFragment, ...]
+    #: One entry per ``state.service_ports`` item (``None`` for a skipped port) and the
+    #: node-level settings they were rendered under: lets the next sync reuse them.
+    port_fragments: tuple[ServiceFragment | None, ...] = ()
+    context: tuple[Any, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -423,18 +426,15 @@ def render_fragment(state: NodeProxyState, sp: ServicePortInfo) -> ServiceFragme
                      state.config.nftables.masquerade_all, state.node_ip)
 
 
-FragmentCache = dict[int, tuple[ServicePortInfo, tuple[Any, ...], ServiceFragment]]
-
-
-def render_desired(state: NodeProxyState, cache: FragmentCache | None = None,
-                   new_cache: FragmentCache | None = None) -> Desired:
+def render_desired(state: NodeProxyState,
+                   base: tuple[NodeProxyState, Desired] | None = None) -> Desired:
     """Compute the complete table for ``state`` (a full sync's worth of operations).
 
-    ``cache`` maps ``id(port)`` to a fragment rendered earlier for that very
-    :class:`ServicePortInfo` object under the same node-level settings; a hit is reused
-    (ports are immutable, so the same object renders the same fragment). Fragments made
-    here are recorded in ``new_cache``. This is what lets a proxier re-render only the
-    services that changed, as kube-proxy's change trackers do.
+    ``base`` is an earlier (state, result): a port that is the very same
+    :class:`ServicePortInfo` object as in the base state, under the same node-level
+    settings, reuses its fragment (ports are immutable, so it would render identically).
+    This is what lets a proxier re-render only the services that changed, as kube-proxy's
+    change trackers do.
     """
     if state.family not in T.FAMILY:
         raise BackendError(f"unknown IP family {state.family!r}; expected IPv4 or IPv6")
@@ -446,24 +446,35 @@ def render_desired(state: NodeProxyState, cache: FragmentCache | None = None,
     masq_all = state.config.nftables.masquerade_all
     node_ip = state.node_ip
     ctx = (state.family, detector, masq_all, node_ip)
-    out: list[ServiceFragment] = []
-    for sp in state.service_ports:
-        if not (sp.cluster_ip and sp.cluster_ip != "None"
-                and _is_family(sp.cluster_ip, state.family)):
-            continue
-        hit = cache.get(id(sp)) if cache is not None else None
-        if hit is not None and hit[0] is sp and hit[1] == ctx:
-            frag = hit[2]
+    fam = state.family
+    ports = state.service_ports
+
+    reuse: list[ServiceFragment | None]
+    if base is not None and base[1].context == ctx:
+        bports, bfrags = base[0].service_ports, base[1].port_fragments
+        if len(bports) == len(ports):
+            # The common case: same ports in the same order, a few replaced.
+            reuse = [bf if sp is bp else None
+                     for sp, bp, bf in zip(ports, bports, bfrags, strict=True)]
         else:
+            # Base ports are alive (the base state holds them), so ids cannot collide.
+            by_id = {id(bp): bf for bp, bf in zip(bports, bfrags, strict=True)}
+            reuse = [by_id.get(id(sp)) for sp in ports]
+    else:
+        reuse = [None] * len(ports)
+    port_frags: list[ServiceFragment | None] = []
+    for sp, frag in zip(ports, reuse, strict=True):
+        if frag is None and sp.cluster_ip and sp.cluster_ip != "None" and \
+                _is_family(sp.cluster_ip, fam):
             frag = _fragment(sp, state, ipx, addr, detector, masq_all, node_ip)
-        if new_cache is not None:
-            new_cache[id(sp)] = (sp, ctx, frag)
-        out.append(frag)
-    frags = tuple(out)
+        port_frags.append(frag)
+    frags = tuple(f for f in port_frags if f is not None)
     return Desired(
         family=ipx,
         addr_type=addr,
         fixed=_fixed_ops(state, ipx, addr, mark, np_ips),
         nodeport_ips=np_ips,
         fragments=frags,
+        port_fragments=tuple(port_frags),
+        context=ctx,
     )

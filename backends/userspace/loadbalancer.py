@@ -10,8 +10,9 @@ v1.26; reference ``kube-proxy-ipvs-nft-userspace.md`` §4.3):
 * :meth:`LoadBalancerRR.next_endpoint` honours a fresh ClientIP record (keyed by client IP,
   source port ignored) unless ``reset`` is set, otherwise returns ``endpoints[index]`` and
   advances the index; with ClientIP affinity it records the choice;
-* TTL = ``sessionAffinityConfig.clientIP.timeoutSeconds`` (0 means upstream's 10800);
-  stale records (age >= TTL) are purged on every sync.
+* TTL = ``sessionAffinityConfig.clientIP.timeoutSeconds`` (0 means upstream's 10800), fixed
+  when the balancer entry is created (a later change of the timeout is not applied -- an
+  upstream quirk kept here); stale records (age >= TTL) are purged on every sync.
 
 The clock and the shuffle's random source are injected: the real proxy passes
 ``time.monotonic`` and an OS-seeded ``random.Random``, the mock kernel its virtual clock and
@@ -56,12 +57,18 @@ class _Affinity:
 
 @attrs.define
 class _Balancer:
-    #: ``None`` = sessionAffinity None; else the ClientIP TTL in seconds.
-    ttl: float | None
+    #: sessionAffinity ClientIP?
+    client_ip: bool
+    #: The TTL fixed when the entry was created (``newServiceInternal``).
+    created_ttl: float
     endpoints: list[str] = attrs.field(factory=list)
     index: int = 0
     #: client IP -> record (upstream ``affinityState`` keyed by ``ip``, port ignored).
     affinity: dict[str, _Affinity] = attrs.field(factory=dict)
+
+    @property
+    def ttl(self) -> float | None:
+        return self.created_ttl if self.client_ip else None
 
 
 class LoadBalancerRR:
@@ -75,22 +82,22 @@ class LoadBalancerRR:
 
     # ------------------------------------------------------------------ services
     def new_service(self, name: str, affinity_ttl: int | None) -> None:
-        """``NewService``: create, or reset the policy when the affinity changed.
+        """``NewService`` (``newServiceInternal``).
 
         ``affinity_ttl`` is ``None`` for sessionAffinity None, else the ClientIP timeout
-        (0 means :data:`DEFAULT_AFFINITY_TTL`).
+        (0 means :data:`DEFAULT_AFFINITY_TTL`). As upstream: a new entry takes the TTL given
+        (10800 for None); an existing entry only takes the new affinity *type* -- its TTL
+        stays what it was at creation (so switching None -> ClientIP later, or changing
+        ``timeoutSeconds``, keeps the old TTL until the entry is deleted).
         """
-        ttl = None if affinity_ttl is None else float(affinity_ttl or DEFAULT_AFFINITY_TTL)
+        client_ip = affinity_ttl is not None
+        ttl = float(affinity_ttl or DEFAULT_AFFINITY_TTL)
         with self._lock:
             cur = self._services.get(name)
             if cur is None:
-                self._services[name] = _Balancer(ttl=ttl)
-            elif cur.ttl != ttl:
-                # Upstream replaces the balancer state when the affinity type changes; a
-                # changed TTL applies to the existing records too (they keep their age).
-                cur.ttl = ttl
-                if ttl is None:
-                    cur.affinity.clear()
+                self._services[name] = _Balancer(client_ip=client_ip, created_ttl=ttl)
+            else:
+                cur.client_ip = client_ip
 
     def delete_service(self, name: str) -> None:
         with self._lock:

@@ -22,11 +22,12 @@ on its endpoint and a UDP client on its endpoint until ``udp_timeout`` of idlene
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 from backends.mockkernel.engine import ACCEPT, Branch, PacketState, Verdict
-from backends.mockkernel.localproxy import connect, local_sockets
+from backends.mockkernel.localproxy import connect, install_physdev_match, local_sockets
 from backends.userspace.loadbalancer import LoadBalancerRR
 from backends.userspace.render import ProxyEntry, entries_from_json
 from kservice.backend import Rendering
@@ -66,8 +67,12 @@ class UserspaceProxyModel:
         for e in entries:
             self.lb.new_service(e.name, e.affinity_timeout)
             self.lb.on_endpoints_update(e.name, e.endpoints)
-            sockets.bind(e.protocol, listen_ip, e.proxy_port, OWNER,
-                         lambda st, e=e: self._receive(e, st))
+            sockets.bind(e.protocol, listen_ip, e.proxy_port, OWNER, self._handler(e))
+
+    def _handler(self, e: ProxyEntry) -> Callable[[PacketState], list[Branch]]:
+        def handle(st: PacketState) -> list[Branch]:
+            return self._receive(e, st)
+        return handle
 
     def _next_sport(self) -> int:
         s = self._sport
@@ -130,6 +135,7 @@ def load(kernel: Any, rendering: Rendering) -> UserspaceProxyModel:
     """Program ``kernel`` with a userspace ``rendering``; returns the proxy model
     (also kept as ``kernel.userspace_proxy``)."""
     family, listen, _host, entries = entries_from_json(rendering.section("json"))
+    install_physdev_match()  # the externalIP rules use "-m physdev ! --physdev-is-in"
     kernel.load_iptables_save(rendering.section("iptables"), family,
                               source="userspace iptables")
     model = UserspaceProxyModel(kernel, listen, entries)

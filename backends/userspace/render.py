@@ -221,7 +221,7 @@ class ProxyEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProxyEntry:
-        kw = {}
+        kw: dict[str, Any] = {}
         for f in attrs.fields(cls):
             v = data[f.name]
             kw[f.name] = tuple(v) if isinstance(v, list) else v
@@ -235,7 +235,7 @@ class UserspacePlan:
     node: str
     family: str
     listen_ip: str
-    host_ip: str | None
+    host_ip: str
     entries: tuple[ProxyEntry, ...]
     #: (service port, reason) of ports the proxier could not serve.
     skipped: tuple[tuple[str, str], ...]
@@ -261,13 +261,63 @@ def _cidr(ip: str) -> str:
     return f"{ip}/128" if ":" in ip else f"{ip}/32"
 
 
+class _PortRules:
+    """The rules of one service port (``openPortal`` / ``openOnePortal`` / ``openNodePort``)."""
+
+    def __init__(self, sp: ServicePortInfo, proxy_port: int, listen: str, host_ip: str,
+                 local: set[str]) -> None:
+        self.sp = sp
+        self.spn = str(sp.name)
+        self.proto = sp.protocol.lower()
+        self.proxy_port = proxy_port
+        self.local = local
+        # iptablesContainerPortalArgs: REDIRECT when listening on any address, else DNAT.
+        self.container_target = "REDIRECT" if _zero(listen) else "DNAT"
+        self.container_to = (str(proxy_port) if _zero(listen)
+                             else join_host_port(listen, proxy_port))
+        # iptablesHostPortalArgs: always DNAT, to the host IP when listening on any address.
+        self.host_to = join_host_port(host_ip, proxy_port)
+        self.rules: list[PortalRule] = []
+        self.reserved: list[str] = []
+
+    def rule(self, chain: str, dport: int, dest: str | None = None, *, target: str,
+             to: str, physdev: bool = False, dst_local: bool = False, table: str = "nat",
+             state_new: bool = False) -> None:
+        self.rules.append(PortalRule(table, chain, self.spn, self.proto, dport,
+                                     _cidr(dest) if dest else None, physdev, dst_local,
+                                     state_new, target, to))
+
+    def portal(self, ip: str, external: bool) -> None:
+        port = self.sp.port
+        # claimNodePort: a portal on a local address also gets a holding socket.
+        if ip in self.local:
+            self.reserved.append(join_host_port(ip, port))
+        self.rule(CONTAINER_PORTAL, port, ip, target=self.container_target,
+                  to=self.container_to, physdev=external)
+        if external:
+            self.rule(CONTAINER_PORTAL, port, ip, target=self.container_target,
+                      to=self.container_to, dst_local=True)
+            self.rule(HOST_PORTAL, port, ip, target="DNAT", to=self.host_to, dst_local=True)
+            return
+        self.rule(HOST_PORTAL, port, ip, target="DNAT", to=self.host_to)
+
+    def node_port(self) -> None:
+        np = self.sp.node_port
+        self.reserved.append(f":{np}")
+        self.rule(CONTAINER_NODEPORT, np, target=self.container_target, to=self.container_to)
+        self.rule(HOST_NODEPORT, np, target="DNAT", to=self.host_to)
+        # Matches the *proxy* port: the packet has been redirected by then.
+        self.rule(NON_LOCAL_NODEPORT, self.proxy_port, table="filter", target="ACCEPT", to="",
+                  state_new=True)
+
+
 def plan_node(state: NodeProxyState, options: UserspaceOptions | None = None) -> UserspacePlan:
     """The proxy sockets and iptables rules for ``state`` (pure; deterministic)."""
     opts = options or UserspaceOptions()
     v6 = state.family == "IPv6"
     listen = opts.listen_ip or ("::" if v6 else "0.0.0.0")
     if opts.host_ip:
-        host_ip: str | None = opts.host_ip
+        host_ip = opts.host_ip
     elif not _zero(listen):
         host_ip = listen
     else:
@@ -287,45 +337,15 @@ def plan_node(state: NodeProxyState, options: UserspaceOptions | None = None) ->
             skipped.append((spn, "no free proxy port"))
             continue
         proxy_port, port = port, port + 1
-        proto = sp.protocol.lower()
-        container_to = (str(proxy_port) if _zero(listen)
-                        else join_host_port(listen, proxy_port))
-        container_target = "REDIRECT" if _zero(listen) else "DNAT"
-        host_to = join_host_port(host_ip, proxy_port)
-
-        def rule(chain: str, dport: int, dest: str | None = None, *, target: str,
-                 to: str, physdev: bool = False, dst_local: bool = False,
-                 table: str = "nat", state_new: bool = False) -> None:
-            rules.append(PortalRule(table, chain, spn, proto, dport,
-                                    _cidr(dest) if dest else None, physdev, dst_local,
-                                    state_new, target, to))
-
-        reserved: list[str] = []
-
-        def one_portal(ip: str, external: bool) -> None:
-            # openOnePortal: a portal on a local address also gets a holding socket.
-            if ip in local:
-                reserved.append(join_host_port(ip, sp.port))
-            rule(CONTAINER_PORTAL, sp.port, ip, target=container_target, to=container_to,
-                 physdev=external)
-            if external:
-                rule(CONTAINER_PORTAL, sp.port, ip, target=container_target,
-                     to=container_to, dst_local=True)
-                rule(HOST_PORTAL, sp.port, ip, target="DNAT", to=host_to, dst_local=True)
-                return
-            rule(HOST_PORTAL, sp.port, ip, target="DNAT", to=host_to)
-
-        one_portal(sp.cluster_ip, False)
+        pr = _PortRules(sp, proxy_port, listen, host_ip, local)
+        pr.portal(sp.cluster_ip, False)
         for ip in sp.external_ips:
-            one_portal(ip, True)
+            pr.portal(ip, True)
         for ip in sp.load_balancer_vips:
-            one_portal(ip, False)
+            pr.portal(ip, False)
         if sp.node_port:
-            reserved.append(f":{sp.node_port}")
-            rule(CONTAINER_NODEPORT, sp.node_port, target=container_target, to=container_to)
-            rule(HOST_NODEPORT, sp.node_port, target="DNAT", to=host_to)
-            rule(NON_LOCAL_NODEPORT, proxy_port, table="filter", target="ACCEPT", to="",
-                 state_new=True)
+            pr.node_port()
+        rules += pr.rules
         ttl = sp.session_affinity_timeout
         entries.append(ProxyEntry(
             name=spn, namespace=sp.name.namespace, service=sp.name.name,
@@ -333,7 +353,7 @@ def plan_node(state: NodeProxyState, options: UserspaceOptions | None = None) ->
             cluster_ip=sp.cluster_ip, port=sp.port, node_port=sp.node_port,
             external_ips=tuple(sp.external_ips), load_balancer_ips=tuple(sp.load_balancer_vips),
             affinity_timeout=None if ttl is None else (ttl or 10800),
-            endpoints=proxy_endpoints(sp), reserved=tuple(reserved),
+            endpoints=proxy_endpoints(sp), reserved=tuple(pr.reserved),
         ))
     return UserspacePlan(state.node.name, state.family, listen, host_ip, tuple(entries),
                          tuple(skipped), tuple(rules))

@@ -4,6 +4,9 @@
 controller; :func:`recompute_all` re-syncs every Service from scratch (used to check that the
 incremental path agrees with a full recompute).
 
+The mirroring controller (:class:`MirroringController`) turns user-written Endpoints of
+selectorless Services into EndpointSlices, since kube-proxy reads only slices.
+
 Choices kservice makes where Kubernetes is random or depends on things it does not model:
 
 * slice names are ``<service>-<5 chars>`` derived from the cluster seed (upstream:
@@ -35,6 +38,11 @@ from kservice.endpoints._legacy import (
     desired_legacy_endpoints,
     truncate_endpoints,
 )
+from kservice.endpoints._mirroring import (
+    MIRRORING_MANAGED_BY,
+    MirroringController,
+    desired_mirrored_slices,
+)
 from kservice.endpoints._reconciler import (
     LABEL_HEADLESS,
     LABEL_MANAGED_BY,
@@ -57,13 +65,16 @@ __all__ = [
     "LABEL_SERVICE_NAME",
     "MANAGED_BY",
     "MAX_CAPACITY",
+    "MIRRORING_MANAGED_BY",
     "EndpointSliceStrategy",
     "EndpointsController",
     "EndpointsStrategy",
+    "MirroringController",
     "address_types_for_service",
     "controller",
     "desired_endpoints",
     "desired_legacy_endpoints",
+    "desired_mirrored_slices",
     "find_port",
     "install",
     "plan_slices",
@@ -95,8 +106,12 @@ def install(cluster: Cluster) -> EndpointsController:
     ctrl = EndpointsController()
     cluster.extensions[EXT_KEY] = ctrl
     cluster.subscribe(ctrl)
+    mirror = MirroringController()
+    cluster.extensions["endpoints.mirroring"] = mirror
+    cluster.subscribe(mirror)
     if "Service" in cluster.kinds and "Pod" in cluster.kinds:
         ctrl.rebuild_indexes(cluster)
+        mirror.rebuild(cluster)
     return ctrl
 
 
@@ -117,4 +132,9 @@ def recompute_all(cluster: Cluster) -> int:
     writes = 0
     for svc in cluster.list("Service"):
         writes += ctrl.sync_service(cluster, svc.metadata.namespace, svc.metadata.name)
+    mirror = cluster.extensions.get("endpoints.mirroring")
+    if mirror is not None:
+        mirror.rebuild(cluster)
+        for ep in cluster.list("Endpoints"):
+            writes += mirror.sync(cluster, ep.metadata.namespace, ep.metadata.name)
     return writes

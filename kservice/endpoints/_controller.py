@@ -21,7 +21,8 @@ Endpoints object is written alongside (:mod:`._legacy`). :func:`recompute_all` r
 Service from scratch; after any sequence of incremental events it must write nothing.
 
 Services without a selector and ``ExternalName`` Services are left alone (their slices and
-Endpoints are the user's). When a Service is deleted its Endpoints object is deleted, and the
+Endpoints are the user's; slices written while a Service still had a selector stay, as
+upstream leaves them). When a Service is deleted its Endpoints object is deleted, and the
 slices it owns go with it (garbage collection by ownerReference).
 """
 
@@ -149,6 +150,7 @@ class EndpointsController:
         self.slices.clear()
         self._nodes = None
         self._cache.clear()
+        self._pending.clear()
         for svc in cluster.list("Service"):
             self._index_service(svc, (svc.metadata.namespace, svc.metadata.name))
         for pod in cluster.list("Pod"):

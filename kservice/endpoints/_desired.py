@@ -13,6 +13,7 @@ different slices. Hints are computed here too, per endpoint, before slices are p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -185,6 +186,12 @@ def _auto_hints(
     return {k: (v,) for k, v in assign.items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _conditions(ready: bool, serving: bool, terminating: bool) -> EndpointConditions:
+    """The eight possible condition values, shared (immutable) across endpoints."""
+    return EndpointConditions(ready=ready, serving=serving, terminating=terminating)
+
+
 @attrs.frozen
 class PodEndpoints:
     """One pod's contribution to one Service, per address type (cacheable per pod object)."""
@@ -226,7 +233,7 @@ def pod_endpoints(
     ref = ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
                           name=pod.metadata.name, uid=pod.metadata.uid)
     hostname = pod.spec.hostname if should_set_hostname(pod, svc) else None
-    conditions = EndpointConditions(ready=ready, serving=serving, terminating=terminating)
+    conditions = _conditions(ready, serving, terminating)
     eps: dict[str, SliceEndpoint] = {}
     for at in address_types:
         ip = _pod_ip(pod, at)

@@ -19,6 +19,7 @@ grouping, a stable but different order than a real cluster's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
@@ -128,6 +129,12 @@ def truncate_endpoints(subsets: tuple[EndpointSubset, ...]) -> tuple[tuple[Endpo
     return tuple(out), True
 
 
+@functools.lru_cache(maxsize=4096)
+def _legacy_port(name: str, port: int, protocol: str, app_protocol: str | None
+                 ) -> LegacyEndpointPort:
+    return LegacyEndpointPort(name=name, port=port, protocol=protocol, app_protocol=app_protocol)
+
+
 def pod_legacy_entries(svc: Service, pod: Pod) -> tuple[_Entry, ...]:
     """One pod's (address, ready, port) entries for the legacy Endpoints object."""
     pnr = svc.spec.publish_not_ready_addresses
@@ -154,8 +161,7 @@ def pod_legacy_entries(svc: Service, pod: Pod) -> tuple[_Entry, ...]:
         num = find_port(pod, tp, protocol)
         if num is None:
             continue
-        out.append((addr, ready, LegacyEndpointPort(
-            name=sp.name, port=num, protocol=protocol, app_protocol=sp.app_protocol)))
+        out.append((addr, ready, _legacy_port(sp.name, num, protocol, sp.app_protocol)))
     return tuple(out)
 
 

@@ -86,17 +86,41 @@ def desired_mirrored_slices(ep: Endpoints, max_eps: int) -> list[EndpointSlice]:
 class MirroringController:
     """Watch subscriber mirroring selectorless Services' Endpoints into EndpointSlices."""
 
+    def __init__(self) -> None:
+        #: (namespace, service) -> names of the mirrored slices (kept from slice events).
+        self.mirrored: dict[tuple[str, str], set[str]] = {}
+
     def __call__(self, cluster: Cluster, ev: Event) -> None:
-        if ev.kind in ("Endpoints", "Service"):
+        if ev.kind == "EndpointSlice":
+            for obj, present in ((ev.old, False), (ev.object, ev.type != "DELETED")):
+                if obj is None or obj.metadata.labels.get(LABEL_MANAGED_BY) != \
+                        MIRRORING_MANAGED_BY:
+                    continue
+                key = (obj.metadata.namespace,
+                       obj.metadata.labels.get(LABEL_SERVICE_NAME, ""))
+                names = self.mirrored.setdefault(key, set())
+                (names.add if present else names.discard)(obj.metadata.name)
+        elif ev.kind in ("Endpoints", "Service"):
             self.sync(cluster, ev.object.metadata.namespace, ev.object.metadata.name)
 
+    def rebuild(self, cluster: Cluster) -> None:
+        """Re-derive the mirrored-slice index from the store."""
+        self.mirrored.clear()
+        for sl in cluster.list("EndpointSlice"):
+            if sl.metadata.labels.get(LABEL_MANAGED_BY) == MIRRORING_MANAGED_BY:
+                key = (sl.metadata.namespace, sl.metadata.labels.get(LABEL_SERVICE_NAME, ""))
+                self.mirrored.setdefault(key, set()).add(sl.metadata.name)
+
     def sync(self, cluster: Cluster, ns: str, name: str) -> int:
+        known = self.mirrored.get((ns, name), set())
         ep = cluster.find("Endpoints", name, ns)
+        if not known and (ep is None or ep.metadata.labels.get(LABEL_SKIP_MIRROR) == "true"):
+            return 0  # the common case: the Endpoints controller's own objects
         svc = cluster.find("Service", name, ns)
         existing = sorted(
-            (s for s in cluster.list("EndpointSlice", ns)
-             if s.metadata.labels.get(LABEL_SERVICE_NAME) == name
-             and s.metadata.labels.get(LABEL_MANAGED_BY) == MIRRORING_MANAGED_BY),
+            (s for s in (cluster.find("EndpointSlice", n, ns) for n in known)
+             if s is not None and s.metadata.labels.get(LABEL_MANAGED_BY) ==
+             MIRRORING_MANAGED_BY),
             key=lambda s: s.metadata.name)
         want = desired_mirrored_slices(ep, cluster.config.max_endpoints_per_slice) \
             if ep is not None and _should_mirror(ep, svc) else []

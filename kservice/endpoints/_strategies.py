@@ -139,7 +139,14 @@ class EndpointSliceStrategy:
         pass
 
     def rebuild(self, cluster: Any) -> None:
-        pass
+        # The controllers' indexes are derived from stored objects: re-derive them after a
+        # restore (``load_objects``) or a rolled-back transaction.
+        ctrl = cluster.extensions.get("endpoints.controller")
+        if ctrl is not None and "Service" in cluster.kinds and "Pod" in cluster.kinds:
+            ctrl.rebuild_indexes(cluster)
+        mirror = cluster.extensions.get("endpoints.mirroring")
+        if mirror is not None:
+            mirror.rebuild(cluster)
 
 
 class EndpointsStrategy:

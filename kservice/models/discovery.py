@@ -33,6 +33,11 @@ __all__ = [
 ]
 
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+_EMPTY: FrozenDict[str, str] = FrozenDict()
+
+
+def _freeze(value: Any) -> FrozenDict[str, str]:
+    return _EMPTY if not value else freeze(value)
 
 
 def _check_type(r: Reader, kind: str, api_versions: tuple[str, ...]) -> None:
@@ -119,7 +124,7 @@ class SliceEndpoint:
     #: ``hints.forZones[].name`` / ``hints.forNodes[].name``; ``None`` = no hints object.
     hints_for_zones: tuple[str, ...] | None = None
     hints_for_nodes: tuple[str, ...] | None = None
-    deprecated_topology: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze)
+    deprecated_topology: FrozenDict[str, str] = attrs.field(default=_EMPTY, converter=_freeze)
 
     @classmethod
     def from_reader(cls, r: Reader) -> SliceEndpoint:

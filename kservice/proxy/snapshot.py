@@ -93,6 +93,9 @@ class NodeStateTracker:
         #: Keys of ``_ports`` in (namespace, name) order; with each Service's ports sorted,
         #: walking it yields the ServicePortName order without sorting 10k ports per call.
         self._order: list[SvcKey] = []
+        #: The flattened, ordered ports and each Service's offset in it.
+        self._flat: list[ServicePortInfo] | None = None
+        self._offsets: dict[SvcKey, int] = {}
         self._slices: dict[SvcKey, set[str]] = {}
         self._dirty: set[SvcKey] = set()
         self._state: NodeProxyState | None = None
@@ -174,11 +177,28 @@ class NodeStateTracker:
             return self._state
         if self._full:
             self._rebuild_all()
+            self._flat = None
         elif self._dirty:
             for key in sorted(self._dirty):
+                before = self._ports.get(key)
                 self._rebuild_service(key)
+                after = self._ports.get(key)
+                # Same number of ports in the same place: patch the flat list in place
+                # (a readiness flip must not cost a walk over every Service).
+                if self._flat is not None and before is not None and after is not None \
+                        and len(before) == len(after) and key in self._offsets:
+                    start = self._offsets[key]
+                    self._flat[start:start + len(after)] = after
+                else:
+                    self._flat = None
             self._dirty.clear()
-        ports = [p for k in self._order for p in self._ports[k]]
+        if self._flat is None:
+            self._flat = []
+            self._offsets = {}
+            for k in self._order:
+                self._offsets[k] = len(self._flat)
+                self._flat.extend(self._ports[k])
+        ports = self._flat
         self._state = NodeProxyState(
             node=self._node, family=self.family,
             config=_config(self.cluster, self._given_config), options=self.options,

@@ -57,7 +57,7 @@ def _rule(draw: st.DrawFn, *, n_ips: int, n_chains: int) -> str:
                          f"-j DNAT --to-destination 10.244.9.{draw(st.integers(1, 9))}:80")),
         st.integers(0, n_chains - 1).map(lambda i: f"-j KUBE-SUB-{i}"),
     ))
-    return " ".join(parts + [target])
+    return " ".join([*parts, target])
 
 
 @st.composite
@@ -126,4 +126,4 @@ def synthetic_kube_proxy_dump(n_services: int, endpoints: int = 10, *, mark: str
         "--ctstate RELATED,ESTABLISHED -j ACCEPT",
         "COMMIT",
     ]
-    return "\n".join(filter_part + ["*nat"] + nat_decl + svc_rules + nat_rules + ["COMMIT"]) + "\n"
+    return "\n".join([*filter_part, "*nat", *nat_decl, *svc_rules, *nat_rules, "COMMIT"]) + "\n"

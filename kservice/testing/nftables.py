@@ -9,6 +9,8 @@ incremental syncs care about (:func:`frontends_unique`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from kservice.proxy.types import NodeProxyState
 from kservice.testing.dataplane import node_proxy_states
 
-__all__ = ["frontends_unique", "sync_pairs"]
+__all__ = ["frontends_unique", "nftables_mode_divergence", "sync_pairs"]
 
 
 def frontends_unique(state: NodeProxyState) -> bool:
@@ -56,3 +58,52 @@ def sync_pairs(draw: st.DrawFn, *, max_services: int = 4
                                                        key=lambda s: s.name)))
         assume(frontends_unique(b))
     return a, b
+
+
+def nftables_mode_divergence(
+    state: NodeProxyState,
+    packet: Any,
+    iptables_like: dict[tuple[str, str | None, str | None], Any],
+    nftables: dict[tuple[str, str | None, str | None], Any],
+) -> str | None:
+    """Name the upstream iptables-vs-nftables difference that explains a mismatch.
+
+    Both concern a service **without endpoints**, reached on an externalIP or LB IP
+    (docs/divergences-nftables.md, "Modes compared"):
+
+    * nftables drops a client outside ``loadBalancerSourceRanges`` before anything else
+      (its firewall map is filled with or without endpoints); iptables has no firewall
+      then (``usesFWChain`` needs endpoints) and rejects;
+    * nftables also checks host-originated traffic (``service-endpoints-check`` from
+      ``filter-output``); iptables lets it leave the node (KUBE-EXTERNAL-SERVICES is
+      jumped from INPUT and FORWARD only).
+
+    ``iptables_like`` is an iptables-mode trace or the reference semantics (which follow
+    iptables mode); distributions are ``TraceResult.distribution()``.
+    """
+    import ipaddress
+
+    from kservice.proxy.types import join_host_port
+
+    from_node = packet.src in set(state.node.ips)
+    for sp in state.service_ports:
+        if sp.categorized.has_any or packet.dport != sp.port or \
+                packet.proto != sp.protocol.lower():
+            continue
+        if packet.dst not in (*sp.external_ips, *sp.load_balancer_vips):
+            continue
+        outside_ranges = (
+            packet.dst in sp.load_balancer_vips and bool(sp.load_balancer_source_ranges)
+            and not any(ipaddress.ip_address(packet.src) in ipaddress.ip_network(c.strip(), strict=False)
+                        for c in sp.load_balancer_source_ranges
+                        if (":" in c) == (":" in packet.src)))
+        nft_expected = ("DROP" if outside_ranges else "REJECT", None, None)
+        # iptables mode lets host traffic leave; the reference semantics reject it.
+        ipt_allowed: list[set[tuple[str, str | None, str | None]]] = [{("REJECT", None, None)}]
+        if from_node:
+            ipt_allowed.append({("ACCEPT", join_host_port(packet.dst, packet.dport), packet.src)})
+        if set(nftables) == {nft_expected} and set(iptables_like) in ipt_allowed:
+            return ("service without endpoints: "
+                    + ("source-range drop; " if outside_ranges else "")
+                    + ("host traffic checked in filter-output" if from_node else "reject"))
+    return None

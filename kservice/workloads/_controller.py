@@ -85,6 +85,18 @@ class WorkloadController:
             if ref is not None:
                 self.owned.setdefault((ref.kind, ns, ref.name), set()).add(name)
 
+    def rebuild_index(self, cluster: Cluster) -> None:
+        """Re-derive the ownership index from the store (restore, rolled-back transaction)."""
+        self.owned.clear()
+        for kind in ("ReplicaSet", "Pod"):
+            if kind not in cluster.kinds:
+                continue
+            for obj in cluster.list(kind):
+                ref = controller_of(obj)
+                if ref is not None:
+                    self.owned.setdefault((ref.kind, obj.metadata.namespace, ref.name),
+                                          set()).add(obj.metadata.name)
+
     def dependents(self, cluster: Cluster, kind: str, owner: Any) -> list[Any]:
         """Stored objects of ``kind`` controlled by ``owner`` (uid checked)."""
         ns = owner.metadata.namespace
@@ -193,7 +205,8 @@ class WorkloadController:
             spec = attrs.evolve(spec, **changes)
         meta = ObjectMeta(
             name=name, generate_name=generate, namespace=owner.metadata.namespace,
-            labels={**tmpl.metadata.labels, **(extra_labels or {})},
+            labels=({**tmpl.metadata.labels, **extra_labels} if extra_labels
+                    else tmpl.metadata.labels),
             annotations=tmpl.metadata.annotations,
             owner_references=(_owner_ref(owner),),
         )
@@ -208,7 +221,12 @@ class WorkloadController:
 
             name = generate_name(cluster.config.seed, pod.metadata.generate_name, taken,
                                  salt=cluster.resource_version)
-            pod = Pod(metadata=attrs.evolve(pod.metadata, name=name), spec=pod.spec)
+            m = pod.metadata
+            pod = Pod(metadata=ObjectMeta(name=name, generate_name=m.generate_name,
+                                          namespace=ns, labels=m.labels,
+                                          annotations=m.annotations,
+                                          owner_references=m.owner_references),
+                      spec=pod.spec)
         cluster.create(pod)
 
     def _reconcile_replicaset(self, cluster: Cluster, rs: Any) -> None:

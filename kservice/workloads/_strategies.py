@@ -34,6 +34,8 @@ from kservice.models.workloads import (
     Node,
     Pod,
     PodCondition,
+    PodSpec,
+    PodStatus,
     ReplicaSet,
     StatefulSet,
     deep_freeze,
@@ -307,8 +309,6 @@ class PodStrategy:
         return Pod.from_manifest(data, path)
 
     def create(self, cluster: Any, obj: Pod) -> Pod:
-        from kservice.models.workloads import PodStatus
-
         containers = tuple(_default_container(c) for c in obj.spec.containers)
         inits = tuple(_default_container(c) for c in obj.spec.init_containers)
         pod = obj
@@ -329,8 +329,14 @@ class PodStrategy:
         if node is None:
             status = _pending_status(bool(pod.spec.node_name))
             return attrs.evolve(pod, status=status)
-        if pod.spec.node_name != node.metadata.name:
-            pod = attrs.evolve(pod, spec=attrs.evolve(pod.spec, node_name=node.metadata.name))
+        spec = pod.spec
+        if spec.node_name != node.metadata.name:
+            # A direct constructor, not evolve: this is the hot path of every pod creation.
+            spec = PodSpec(containers=spec.containers, init_containers=spec.init_containers,
+                           node_name=node.metadata.name, hostname=spec.hostname,
+                           subdomain=spec.subdomain, node_selector=spec.node_selector,
+                           host_network=spec.host_network, extra=spec.extra)
+            pod = Pod(metadata=pod.metadata, spec=spec, status=pod.status)
         st = state(cluster)
         if pod.spec.host_network:
             ips = node.node_ips
@@ -388,11 +394,13 @@ class PodStrategy:
             for cidr in node.pod_cidrs:
                 for ip in pod.status.ips:
                     st.ipam.mark(name, cidr, ip)
+        # The workload controller's ownership index is derived state too.
+        ctrl = cluster.extensions.get("workloads.controller")
+        if ctrl is not None:
+            ctrl.rebuild_index(cluster)
 
 
 def _pending_status(bound: bool) -> Any:
-    from kservice.models.workloads import PodStatus
-
     reason = "node not found" if bound else "0/0 nodes are available"
     return PodStatus(
         phase="Pending",

@@ -1,0 +1,338 @@
+"""``kservice lab``: the emulated cluster built in Linux network namespaces.
+
+Subcommands: ``up`` (build it and load each node's rendered rules), ``probe`` (real packets;
+``--check`` holds the answer against ``kservice trace``'s prediction), ``exec`` (a command
+inside a pod, node or the external client), ``status``, ``sync`` (re-render after the
+state changed) and ``down`` (remove everything; idempotent). See docs/lab.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import Any
+
+from backends.lab import executor, rules
+from backends.lab.executor import Executor, Progress, list_labs, load_meta, save_meta, teardown
+from backends.lab.plan import LabPlan, plan_lab, validate_lab_name
+from backends.lab.probe import (
+    disagreements,
+    expectation,
+    packet_for,
+    parse_source,
+    parse_target,
+    probe,
+)
+from kservice.cluster import Cluster
+from kservice.errors import InvalidInput
+
+__all__ = ["register"]
+
+DEFAULT_LAB = "default"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "lab", help="build the cluster in Linux network namespaces and probe it with packets",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  kservice lab up -f docs/examples/myapp-deployment.yaml "
+               "-f docs/examples/myapp-service.yaml\n"
+               "  kservice lab probe --from pod/kube-system/coredns-... --to 10.99.99.99:8080 "
+               "--count 30 --check\n"
+               "  kservice lab probe --from external --to 172.18.0.3:30080\n"
+               "  kservice lab down",
+    )
+    sub = p.add_subparsers(dest="lab_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    up = sub.add_parser("up", help="create the lab and load each node's rules")
+    up.add_argument("-f", "--filename", action="append", default=None, metavar="FILE",
+                    help="manifests applied on top of the stored cluster (not stored)")
+    up.add_argument("--mode", choices=tuple(rules.MODES), default="iptables")
+    up.add_argument("--name", default=None, help=f"lab name (default {DEFAULT_LAB})")
+    up.add_argument("--dry-run", action="store_true",
+                    help="print the commands instead of running them (no root needed)")
+    up.set_defaults(func=cmd_up)
+
+    pr = sub.add_parser("probe", help="send real packets and report who answered")
+    pr.add_argument("--from", dest="source", required=True,
+                    metavar="pod/NS/NAME|node/NAME|external")
+    pr.add_argument("--to", dest="target", required=True, metavar="IP:PORT[/tcp|udp]")
+    pr.add_argument("--count", type=int, default=10)
+    pr.add_argument("--timeout", type=float, default=0.5, help="seconds per attempt")
+    pr.add_argument("--source", dest="bind", metavar="IP",
+                    help="external client address to send from (added to the client)")
+    pr.add_argument("--via", metavar="NODE",
+                    help="external only: the node the balancer sends the address to")
+    pr.add_argument("--check", action="store_true",
+                    help="compare with the mock kernel's prediction; exit 1 on disagreement")
+    pr.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    pr.add_argument("--name", default=None)
+    pr.set_defaults(func=cmd_probe)
+
+    ex = sub.add_parser("exec", help="run a command inside a pod, node or external namespace")
+    ex.add_argument("--from", dest="source", required=True)
+    ex.add_argument("--name", default=None)
+    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    ex.set_defaults(func=cmd_exec)
+
+    stt = sub.add_parser("status", help="the labs and what runs in them")
+    stt.add_argument("--name", default=None)
+    stt.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    stt.set_defaults(func=cmd_status)
+
+    sy = sub.add_parser("sync", help="re-render every node's rules from the current state")
+    sy.add_argument("--name", default=None)
+    sy.set_defaults(func=cmd_sync)
+
+    dn = sub.add_parser("down", help="remove everything the lab created (idempotent)")
+    dn.add_argument("--name", default=None)
+    dn.add_argument("--all", action="store_true", help="every lab")
+    dn.set_defaults(func=cmd_down)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _lab_name(args: argparse.Namespace, *, creating: bool = False) -> str:
+    if args.name:
+        return validate_lab_name(args.name)
+    labs = list_labs()
+    if creating or not labs:
+        return DEFAULT_LAB
+    if len(labs) == 1:
+        return labs[0]
+    raise InvalidInput("several labs exist; pick one with --name", hint=", ".join(labs))
+
+
+def _meta(name: str) -> dict[str, Any]:
+    meta = load_meta(name)
+    if meta is None:
+        raise InvalidInput(f'no lab "{name}"', hint="create it with `kservice lab up`")
+    return meta
+
+
+def load_cluster(state: str | None, files: list[str] | None) -> Cluster:
+    """The stored cluster (read-only) with ``files`` applied in memory, as ``trace -f``."""
+    from kservice.cli.commands import apply_documents
+    from kservice.cli.state import open_session
+    from kservice.manifest import load_files
+
+    with open_session(state, write=False) as cluster:
+        if files:
+            apply_documents(cluster, load_files(files), None, warn=lambda _m: None)
+    return cluster
+
+
+def payloads(cluster: Cluster, plan: LabPlan, mode: str) -> dict[str, tuple[str, str]]:
+    out = {}
+    for node in plan.nodes:
+        state = rules.node_state(cluster, plan, node.name)
+        out[node.name] = (rules.MODES[mode][2],
+                          rules.load_payload(rules.render(state, mode), mode))
+    return out
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    name = _lab_name(args, creating=True)
+    cluster = load_cluster(getattr(args, "state", None), args.filename)
+    plan = plan_lab(cluster, name)
+    if args.mode == "userspace":
+        _require_userspace()
+    loads = payloads(cluster, plan, args.mode)
+    if args.dry_run:
+        for cmd in plan.build_commands() + plan.bridge_nf_commands():
+            _out(str(cmd))
+        for node in plan.nodes:
+            loader, text = loads[node.name]
+            if loader:
+                _out(f"ip netns exec {node.netns} {loader} "
+                     f"{'-f - ' if loader == 'nft' else ''}<<'EOF'\n{text.rstrip()}\nEOF")
+        return 0
+    meta = executor.build(plan, loads, mode=args.mode, state_path=getattr(args, "state", None),
+                          extra_meta={"files": list(args.filename or [])})
+    if args.mode == "userspace":
+        _start_userspace(plan, meta, getattr(args, "state", None), args.filename)
+    _out(f'lab "{name}" is up ({args.mode}): {len(plan.nodes)} nodes, '
+         f"{sum(1 for p in plan.pods if not p.host_network)} pods, external client "
+         f"{plan.external.ip}" + ("" if meta["bridge_nf"] else
+                                  " (no br_netfilter: same-node pod replies bypass conntrack)"))
+    return 0
+
+
+def _require_userspace() -> None:
+    try:
+        import backends.userspace  # noqa: F401
+    except ImportError:
+        raise InvalidInput("--mode userspace needs the userspace proxy (backends.userspace), "
+                           "which is not installed here") from None
+
+
+def _start_userspace(plan: LabPlan, meta: dict[str, Any], state: str | None,
+                     files: list[str] | None) -> None:
+    """One ``kservice proxy --node NAME`` per node, inside the node's namespace."""
+    ex = Executor(plan.name)
+    for node in plan.nodes:
+        argv = [sys.executable, "-c", "import sys; from kservice.cli import main; "
+                "sys.exit(main(sys.argv[1:]))"]
+        if state:
+            argv += ["--state", state]
+        argv += ["proxy", "--node", node.name]
+        for f in files or []:
+            argv += ["-f", f]
+        log = executor.lab_dir() / plan.name / f"proxy.{node.name}.log"
+        meta["pids"][f"proxy/{node.name}"] = ex.start_process(node.netns, argv, log)
+    save_meta(meta)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    name = _lab_name(args)
+    meta = _meta(name)
+    plan = LabPlan.from_json(meta["plan"])
+    source = parse_source(plan, args.source)
+    dst, port, proto = parse_target(args.target)
+    if args.via and source.kind != "external":
+        raise InvalidInput("--via applies to --from external only")
+    if args.via:
+        plan.node(args.via)
+    obs = probe(Executor(name), plan, source, dst, port, proto, count=args.count,
+                timeout=args.timeout, bind=args.bind, via=args.via)
+    problems: list[str] = []
+    result: dict[str, Any] = {"lab": name, "from": source.label, "to": f"{dst}:{port}/{proto}",
+                              "observed": obs.to_json()}
+    if args.check:
+        node, packet = packet_for(plan, source, dst, port, proto, bind=args.bind, via=args.via)
+        cluster = load_cluster(meta.get("state"), meta.get("files"))
+        def node_rules(name: str) -> tuple[Any, Any]:
+            state = rules.node_state(cluster, plan, name)
+            return state, rules.render(state, meta["mode"])
+
+        trace = rules.predict_path(plan, meta["mode"], node, packet, node_rules)
+        exp = expectation(plan, trace, proto)
+        problems = disagreements(obs, exp)
+        result["predicted"] = {"node": node, "packet": packet.to_json(), **exp.to_json()}
+        result["agree"] = not problems
+        result["disagreements"] = problems
+    if args.output == "json":
+        _out(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        _out(_format_probe(result))
+    return 1 if problems else 0
+
+
+def _format_probe(r: dict[str, Any]) -> str:
+    o = r["observed"]
+    lines = [f"{r['from']} -> {r['to']}: {o['attempts']} attempts"]
+    rows = [("ANSWERED BY", "COUNT", "SOURCE SEEN")]
+    for pod, n in sorted(o["answers"].items()):
+        seen = ", ".join(f"{s} ({c})" for s, c in sorted(o["sources"].get(pod, {}).items()))
+        rows.append((pod, str(n), seen))
+    if o["refused"]:
+        rows.append(("(refused)", str(o["refused"]), ""))
+    if o["timed_out"]:
+        rows.append(("(timed out)", str(o["timed_out"]), ""))
+    for k, n in sorted(o["other"].items()):
+        rows.append((f"({k})", str(n), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    if "predicted" in r:
+        pred = r["predicted"]
+        lines.append(f"mock kernel on {pred['node']}: " + ", ".join(
+            f"{k} {v}" + (f" (source {pred['sources'][k]})" if k in pred["sources"] else "")
+            for k, v in sorted(pred["shares"].items())))
+        lines.append("agree" if r["agree"] else "DISAGREE:\n  " + "\n  ".join(
+            r["disagreements"]))
+    return "\n".join(lines)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    name = _lab_name(args)
+    plan = LabPlan.from_json(_meta(name)["plan"])
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise InvalidInput("nothing to run: kservice lab exec --from SOURCE -- CMD [ARGS...]")
+    source = parse_source(plan, args.source)
+    # Interactive: the user's command, in the lab's namespace, with the terminal attached.
+    return subprocess.run(["ip", "netns", "exec", source.netns, *argv]).returncode
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    names = [validate_lab_name(args.name)] if args.name else list_labs()
+    report = []
+    for name in names:
+        meta = load_meta(name)
+        if meta is None:
+            report.append({"name": name, "status": "absent"})
+            continue
+        existing = set(Executor(name).existing_namespaces())
+        plan = LabPlan.from_json(meta["plan"])
+        alive = {k: executor._alive(int(p)) for k, p in meta.get("pids", {}).items()}
+        report.append({
+            "name": name, "status": meta.get("status"), "mode": meta.get("mode"),
+            "state": meta.get("state"), "files": meta.get("files", []),
+            "bridge_nf": meta.get("bridge_nf"),
+            "namespaces": {ns: ns in existing for ns in meta.get("namespaces", [])},
+            "nodes": [{"name": n.name, "ip": n.ip, "podCIDR": n.pod_cidr, "netns": n.netns}
+                      for n in plan.nodes],
+            "pods": [{"pod": p.ref, "node": p.node, "ip": p.ip, "netns": p.netns,
+                      "responder": alive.get(p.ref)} for p in plan.pods],
+            "external": {"netns": plan.external.netns, "ip": plan.external.ip},
+        })
+    if args.output == "json":
+        _out(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    if not report:
+        _out("No labs.")
+        return 0
+    for r in report:
+        if r["status"] == "absent":
+            _out(f"lab {r['name']}: absent")
+            continue
+        up = sum(r["namespaces"].values())
+        _out(f"lab {r['name']}: {r['status']} ({r['mode']}), {up}/{len(r['namespaces'])} "
+             f"namespaces, external client {r['external']['ip']}")
+        for n in r["nodes"]:
+            _out(f"  node {n['name']}  {n['ip']}  pods {n['podCIDR']}  [{n['netns']}]")
+        for p in r["pods"]:
+            state = {True: "answering", False: "DEAD", None: "no ports"}[p["responder"]]
+            _out(f"    pod {p['pod']}  {p['ip']} on {p['node']}  {state}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    name = _lab_name(args)
+    meta = _meta(name)
+    plan = LabPlan.from_json(meta["plan"])
+    cluster = load_cluster(meta.get("state"), meta.get("files"))
+    new_plan = plan_lab(cluster, name)
+    if new_plan != plan:
+        raise InvalidInput(f'the cluster\'s nodes or pods changed since lab "{name}" was built',
+                           hint="the lab re-renders rules only; rebuild with `kservice lab "
+                                "down` and `kservice lab up`")
+    with Progress().step("re-loading kube-proxy's rules"):
+        executor.load_rules(Executor(name), plan, payloads(cluster, plan, meta["mode"]))
+    _out(f'lab "{name}": rules re-rendered and loaded on {len(plan.nodes)} nodes')
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    names = list_labs() if args.all else [_lab_name(args)]
+    for name in names:
+        removed = teardown(name, load_meta(name))
+        _out(f'lab "{name}" removed ({len(removed)} namespaces)' if removed
+             else f'lab "{name}": nothing to remove')
+    return 0

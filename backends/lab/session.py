@@ -1,0 +1,134 @@
+"""The lab as a Python object: build it from an in-memory Cluster, probe it, check it.
+
+:class:`Lab` is what the conformance tests use (the CLI keeps its cluster in the state
+file; tests build theirs in memory). Each node's rendering is kept, so a prediction is
+always made from exactly the rules the real kernel was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+from backends.lab import executor, rules
+from backends.lab.executor import Executor, Progress, teardown
+from backends.lab.plan import LabPlan, plan_lab
+from backends.lab.probe import (
+    Expectation,
+    Observation,
+    disagreements,
+    expectation,
+    packet_for,
+    parse_source,
+    parse_target,
+    probe,
+)
+from kservice.backend import Rendering
+from kservice.cluster import Cluster
+from kservice.proxy.types import NodeProxyState
+from kservice.trace import Packet, TraceResult
+
+__all__ = ["Check", "Lab", "running_lab"]
+
+
+@attrs.frozen
+class Check:
+    """One probe held against the mock kernel."""
+
+    source: str
+    target: str
+    node: str
+    packet: Packet
+    trace: TraceResult
+    expected: Expectation
+    observed: Observation
+    problems: tuple[str, ...] = attrs.field(converter=tuple)
+
+    @property
+    def agree(self) -> bool:
+        return not self.problems
+
+    def report(self) -> str:
+        return (f"probe {self.source} -> {self.target} (decided on node {self.node}, "
+                f"packet {self.packet.to_json()})\n"
+                f"  real kernel: {self.observed.to_json()}\n"
+                f"  mock kernel: {self.expected.to_json()}\n"
+                f"  trace: {[o.to_json() for o in self.trace.outcomes]}\n"
+                "  disagreements:\n    " + "\n    ".join(self.problems))
+
+
+class Lab:
+    def __init__(self, plan: LabPlan, mode: str) -> None:
+        self.plan = plan
+        self.mode = mode
+        self.executor = Executor(plan.name)
+        self.states: dict[str, NodeProxyState] = {}
+        self.renderings: dict[str, Rendering] = {}
+
+    @classmethod
+    def up(cls, cluster: Cluster, name: str, mode: str = "iptables",
+           progress: Progress | None = None) -> Lab:
+        lab = cls(plan_lab(cluster, name), mode)
+        lab._render(cluster)
+        executor.build(lab.plan, lab._payloads(), mode=mode, state_path=None,
+                       progress=progress or Progress(False))
+        return lab
+
+    def _render(self, cluster: Cluster) -> None:
+        for node in self.plan.nodes:
+            state = rules.node_state(cluster, self.plan, node.name)
+            self.states[node.name] = state
+            self.renderings[node.name] = rules.render(state, self.mode)
+
+    def _payloads(self) -> dict[str, tuple[str, str]]:
+        return {n: (rules.MODES[self.mode][2], rules.load_payload(r, self.mode))
+                for n, r in self.renderings.items()}
+
+    def sync(self, cluster: Cluster) -> None:
+        """Re-render and reload every node's rules (the topology must be unchanged)."""
+        if plan_lab(cluster, self.plan.name) != self.plan:
+            raise ValueError("the cluster's nodes or pods changed; rebuild the lab")
+        self._render(cluster)
+        executor.load_rules(self.executor, self.plan, self._payloads())
+
+    def down(self) -> None:
+        teardown(self.plan.name, executor.load_meta(self.plan.name))
+
+    def probe(self, source: str, target: str, *, count: int = 10, timeout: float = 0.5,
+              bind: str | None = None, via: str | None = None) -> Observation:
+        dst, port, proto = parse_target(target)
+        return probe(self.executor, self.plan, parse_source(self.plan, source), dst, port,
+                     proto, count=count, timeout=timeout, bind=bind, via=via)
+
+    def predict(self, source: str, target: str, *, bind: str | None = None,
+                via: str | None = None) -> tuple[str, Packet, TraceResult]:
+        dst, port, proto = parse_target(target)
+        node, packet = packet_for(self.plan, parse_source(self.plan, source), dst, port,
+                                  proto, bind=bind, via=via)
+        trace = rules.predict_path(self.plan, self.mode, node, packet,
+                                   lambda n: (self.states[n], self.renderings[n]))
+        return node, packet, trace
+
+    def check(self, source: str, target: str, *, count: int = 10, timeout: float = 0.5,
+              bind: str | None = None, via: str | None = None, sticky: bool = False) -> Check:
+        node, packet, trace = self.predict(source, target, bind=bind, via=via)
+        exp = expectation(self.plan, trace, parse_target(target)[2])
+        if set(exp.shares) == {"timeout"}:
+            # Every attempt would wait out its timeout: a few prove the DROP as well.
+            count = min(count, 3)
+        obs = self.probe(source, target, count=count, timeout=timeout, bind=bind, via=via)
+        return Check(source, target, node, packet, trace, exp, obs,
+                     disagreements(obs, exp, sticky=sticky))
+
+
+@contextmanager
+def running_lab(cluster: Cluster, name: str, mode: str = "iptables") -> Iterator[Lab]:
+    """A lab for the duration of a ``with`` block; always removed afterwards."""
+    teardown(name, executor.load_meta(name))  # a leftover of a crashed run
+    lab = Lab.up(cluster, name, mode)
+    try:
+        yield lab
+    finally:
+        lab.down()

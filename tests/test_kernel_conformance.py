@@ -1,0 +1,350 @@
+"""Real packets through real netfilter agree with the mock kernel's prediction.
+
+One lab per module and mode (iptables, nftables): kind's three nodes, a ``web`` Deployment
+(3 pods on the two workers) behind Services of every type and policy, CoreDNS on the
+control plane. For each probe, the mock kernel traces the packet on the node that decides
+its fate, with the *same* rendering the lab's kernel was loaded with, and
+:func:`backends.lab.probe.disagreements` compares: the pods reached (set and shares, a
+chi-square test with p < 1e-4 as the failure threshold), REJECT = refused, DROP = timed
+out, and the source address each pod saw. A few hypothesis-drawn Services run on their
+own labs at the end.
+
+Needs root, ``ip``, ``iptables-restore`` and ``nft``; skips otherwise (fails in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backends.lab.session import Check, Lab, running_lab
+from kservice.cluster import Cluster
+from kservice.embedded import new_cluster
+
+pytestmark = pytest.mark.kernel
+
+LB_VIP = "172.18.255.200"
+LB_LOCAL_VIP = "172.18.255.201"
+EXTERNAL_IP = "198.51.100.50"
+ALLOWED_CLIENT = "203.0.113.7"
+WORKER, WORKER2, CP = "kind-worker", "kind-worker2", "kind-control-plane"
+WORKER_IP, WORKER2_IP, CP_IP = "172.18.0.3", "172.18.0.4", "172.18.0.2"
+
+
+def _deployment(name: str, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{
+                                  "name": "c", "image": "registry.k8s.io/serve_hostname",
+                                  "ports": [{"name": "http", "containerPort": 9376},
+                                            {"name": "dns", "containerPort": 5353,
+                                             "protocol": "UDP"}]}]}}},
+    }
+
+
+def _service(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http"}], **spec}}
+
+
+def set_lb_status(cluster: Cluster, name: str, ip: str) -> None:
+    """What a cloud controller / MetalLB writes: status.loadBalancer.ingress."""
+    live = cluster.get("Service", name, "default")
+    m = live.to_manifest()
+    m["status"] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}
+    cluster.put_raw(attrs.evolve(live, status=cluster.decode(m).status))
+
+
+def scenario_cluster() -> Cluster:
+    cluster = new_cluster()
+    objs = [
+        _deployment("web", 3, {"app": "web"}),
+        # Named targetPort "http" -> 9376 on every pod (named ports).
+        _service("web", {"type": "ClusterIP", "clusterIP": "10.96.100.10"}),
+        _service("web-np", {"type": "NodePort",
+                            "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                                       "nodePort": 30080}]}),
+        _service("web-local", {"type": "NodePort", "externalTrafficPolicy": "Local",
+                               "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                                          "nodePort": 30081}]}),
+        _service("web-int-local", {"clusterIP": "10.96.100.11",
+                                   "internalTrafficPolicy": "Local"}),
+        _service("web-aff", {"clusterIP": "10.96.100.12", "sessionAffinity": "ClientIP"}),
+        _service("web-lb", {"type": "LoadBalancer",
+                            "loadBalancerSourceRanges": ["203.0.113.0/24"],
+                            "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                                       "nodePort": 30082}]}),
+        _service("web-eip", {"clusterIP": "10.96.100.13", "externalIPs": [EXTERNAL_IP]}),
+        _service("web-udp", {"clusterIP": "10.96.100.14",
+                             "ports": [{"name": "dns", "port": 53, "targetPort": "dns",
+                                        "protocol": "UDP"}]}),
+        _service("web-lb-local", {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                                  "ports": [{"name": "http", "port": 80, "targetPort": "http",
+                                             "nodePort": 30083}]}),
+        # A hostNetwork pod: its endpoint is the node's own address.
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "hostweb", "namespace": "default", "labels": {"app": "hostweb"}},
+         "spec": {"nodeName": WORKER2, "hostNetwork": True,
+                  "containers": [{"name": "c", "ports": [{"name": "https",
+                                                          "containerPort": 8443}]}]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "web-host", "namespace": "default"},
+         "spec": {"clusterIP": "10.96.100.16", "selector": {"app": "hostweb"},
+                  "ports": [{"port": 443, "targetPort": "https"}]}},
+        # Bare pods (no controller replaces them) for serving-terminating endpoints.
+        *({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": f"term-{i}", "namespace": "default", "labels": {"app": "term"}},
+           "spec": {"nodeName": WORKER,
+                    "containers": [{"name": "c", "ports": [{"containerPort": 9376}]}]}}
+          for i in (1, 2)),
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "term", "namespace": "default"},
+         "spec": {"clusterIP": "10.96.100.17", "selector": {"app": "term"},
+                  "ports": [{"port": 80, "targetPort": 9376}]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "empty", "namespace": "default"},
+         "spec": {"clusterIP": "10.96.100.15", "selector": {"app": "nothing"},
+                  "ports": [{"port": 80, "targetPort": 9376}]}},
+    ]
+    with cluster.transaction():
+        for m in objs:
+            cluster.apply(cluster.decode(m))
+    set_lb_status(cluster, "web-lb", LB_VIP)
+    set_lb_status(cluster, "web-lb-local", LB_LOCAL_VIP)
+    # Both "term" pods terminating while still serving: kube-proxy falls back to them.
+    from kservice.workloads import terminate_pod
+
+    for i in (1, 2):
+        terminate_pod(cluster, f"term-{i}", "default")
+    return cluster
+
+
+def _modes() -> list[str]:
+    return ["iptables", "nftables"]
+
+
+@pytest.fixture(scope="module", params=_modes())
+def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, Cluster]]:
+    from tests.conftest import require_kernel
+
+    mode = request.param
+    require_kernel("iptables-restore" if mode == "iptables" else "nft")
+    cluster = scenario_cluster()
+    name = f"kc{os.getpid() % 10000}{mode[0]}"
+    with running_lab(cluster, name, mode) as lab:
+        yield lab, cluster
+
+
+def pods_on(cluster: Cluster, node: str, app: str = "web") -> list[str]:
+    return sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in cluster.list("Pod")
+                  if p.spec.node_name == node and p.metadata.labels.get("app") == app)
+
+
+def assert_agrees(check: Check) -> None:
+    assert check.agree, check.report()
+
+
+def web_pod(cluster: Cluster, node: str) -> str:
+    pods = pods_on(cluster, node)
+    assert pods, f"no web pod on {node}"
+    return f"pod/{pods[0]}"
+
+
+def coredns_pod(cluster: Cluster) -> str:
+    """A CoreDNS pod: the control plane's only pods, so a client on a node without web."""
+    return "pod/" + sorted(f"{p.metadata.namespace}/{p.metadata.name}"
+                           for p in cluster.list("Pod") if p.spec.node_name == CP)[0]
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def test_topology_places_web_pods_on_both_workers(lab: tuple[Lab, Cluster]) -> None:
+    _lab, cluster = lab
+    assert pods_on(cluster, WORKER) and pods_on(cluster, WORKER2)
+
+
+def test_cluster_ip_from_a_pod_includes_hairpin(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    # From a web pod: one of the three endpoints is the client itself (hairpin: masqueraded
+    # to the bridge address), one is local, one remote.
+    check = lb.check(web_pod(cluster, WORKER), "10.96.100.10:80", count=60)
+    assert_agrees(check)
+    assert len(check.observed.answers) == 3
+
+
+def test_cluster_ip_from_another_node(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    assert_agrees(lb.check(coredns_pod(cluster), "10.96.100.10:80", count=45))
+
+
+def test_cluster_ip_from_the_node_itself(lab: tuple[Lab, Cluster]) -> None:
+    lb, _ = lab
+    assert_agrees(lb.check(f"node/{WORKER}", "10.96.100.10:80", count=30))
+
+
+def test_udp_cluster_ip_and_kube_dns(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    assert_agrees(lb.check(web_pod(cluster, WORKER2), "10.96.100.14:53/udp", count=45))
+    assert_agrees(lb.check(web_pod(cluster, WORKER2), "10.96.0.10:53/udp", count=30))
+    assert_agrees(lb.check(web_pod(cluster, WORKER2), "10.96.0.10:53/tcp", count=30))
+
+
+@pytest.mark.parametrize("node_ip", [WORKER_IP, WORKER2_IP, CP_IP])
+def test_node_port_cluster_policy_from_outside(lab: tuple[Lab, Cluster], node_ip: str) -> None:
+    lb, _ = lab
+    assert_agrees(lb.check("external", f"{node_ip}:30080", count=45))
+
+
+@pytest.mark.parametrize("node_ip", [WORKER_IP, WORKER2_IP, CP_IP])
+def test_node_port_local_policy_keeps_client_ip(lab: tuple[Lab, Cluster], node_ip: str) -> None:
+    lb, _ = lab
+    # The control plane has no web pod: a Local NodePort drops there.
+    count = 3 if node_ip == CP_IP else 30
+    check = lb.check("external", f"{node_ip}:30081", count=count, timeout=0.4)
+    assert_agrees(check)
+
+
+def test_internal_traffic_policy_local(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    assert_agrees(lb.check(web_pod(cluster, WORKER), "10.96.100.11:80", count=30))
+    # No web pod on the control plane: internalTrafficPolicy Local drops.
+    assert_agrees(lb.check(coredns_pod(cluster), "10.96.100.11:80", count=3, timeout=0.4))
+
+
+def test_session_affinity_sticks(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    check = lb.check(coredns_pod(cluster), "10.96.100.12:80", count=20, sticky=True)
+    assert_agrees(check)
+
+
+def test_load_balancer_source_ranges(lab: tuple[Lab, Cluster]) -> None:
+    lb, _ = lab
+    allowed = lb.check("external", f"{LB_VIP}:80", count=30, bind=ALLOWED_CLIENT, via=WORKER)
+    assert_agrees(allowed)
+    assert allowed.observed.answers
+    denied = lb.check("external", f"{LB_VIP}:80", count=3, timeout=0.4, via=WORKER2)
+    assert_agrees(denied)
+
+
+def test_external_ip(lab: tuple[Lab, Cluster]) -> None:
+    lb, _ = lab
+    assert_agrees(lb.check("external", f"{EXTERNAL_IP}:80", count=30, via=WORKER2))
+
+
+def test_service_without_endpoints_rejects(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    check = lb.check(web_pod(cluster, WORKER), "10.96.100.15:80", count=10)
+    assert_agrees(check)
+    assert check.observed.refused == 10
+    # The default kubernetes Service has no endpoints in the emulated cluster either.
+    assert_agrees(lb.check(f"node/{WORKER2}", "10.96.0.1:443", count=5))
+
+
+def test_localhost_node_port(lab: tuple[Lab, Cluster]) -> None:
+    lb, _ = lab
+    # iptables mode answers NodePorts on 127.0.0.1 (route_localnet); nftables does not.
+    assert_agrees(lb.check(f"node/{WORKER}", "127.0.0.1:30080", count=30, timeout=0.4))
+
+
+def test_pod_to_another_nodes_node_port(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    # Not a local address on the client's node: forwarded to kind-worker2, decided there.
+    check = lb.check(web_pod(cluster, WORKER), f"{WORKER2_IP}:30080", count=45)
+    assert_agrees(check)
+    assert any("[node kind-worker2]" in r for o in check.trace.outcomes for r in o.rules)
+
+
+def test_pod_and_node_to_local_policy_node_ports(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    assert_agrees(lb.check(web_pod(cluster, WORKER), f"{WORKER_IP}:30081", count=30))
+    assert_agrees(lb.check(web_pod(cluster, WORKER2), f"{CP_IP}:30081", count=30,
+                           timeout=0.4))
+    assert_agrees(lb.check(f"node/{WORKER2}", f"{WORKER2_IP}:30081", count=30, timeout=0.4))
+    assert_agrees(lb.check(f"node/{CP}", f"{CP_IP}:30081", count=30, timeout=0.4))
+
+
+def test_in_cluster_clients_of_load_balancer_and_external_ips(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    # Pods reaching a LoadBalancer IP or an externalIP are short-circuited on their node.
+    assert_agrees(lb.check(coredns_pod(cluster), f"{LB_LOCAL_VIP}:80", count=30))
+    assert_agrees(lb.check(coredns_pod(cluster), f"{LB_VIP}:80", count=30, timeout=0.4))
+    assert_agrees(lb.check(web_pod(cluster, WORKER), f"{EXTERNAL_IP}:80", count=30))
+    assert_agrees(lb.check(f"node/{WORKER}", f"{EXTERNAL_IP}:80", count=30))
+
+
+@pytest.mark.parametrize("via", [WORKER, WORKER2, CP])
+def test_load_balancer_local_policy(lab: tuple[Lab, Cluster], via: str) -> None:
+    lb, _ = lab
+    assert_agrees(lb.check("external", f"{LB_LOCAL_VIP}:80", count=30, timeout=0.4, via=via))
+
+
+def test_host_network_endpoint(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    for source in (web_pod(cluster, WORKER), web_pod(cluster, WORKER2), f"node/{WORKER}",
+                   f"node/{WORKER2}"):
+        check = lb.check(source, "10.96.100.16:443", count=10)
+        assert_agrees(check)
+        assert check.observed.answers == {"default/hostweb": 10}, check.report()
+
+
+def test_serving_terminating_fallback(lab: tuple[Lab, Cluster]) -> None:
+    lb, cluster = lab
+    check = lb.check(coredns_pod(cluster), "10.96.100.17:80", count=30)
+    assert_agrees(check)
+    assert set(check.observed.answers) == {"default/term-1", "default/term-2"}
+
+
+# --------------------------------------------------------------------------- generated
+
+
+@st.composite
+def small_services(draw: st.DrawFn) -> dict[str, Any]:
+    svc_type = draw(st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"]))
+    spec: dict[str, Any] = {"type": svc_type, "clusterIP": "10.96.200.10"}
+    if svc_type != "ClusterIP":
+        spec["externalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+        spec["ports"] = [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30090}]
+    spec["internalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+    return {"spec": spec, "replicas": draw(st.integers(1, 3)),
+            "probe_node": draw(st.sampled_from([WORKER, WORKER2]))}
+
+
+@pytest.mark.parametrize("mode", _modes())
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=small_services())
+def test_generated_small_clusters(kernel_tools: None, mode: str, case: dict[str, Any]) -> None:
+    if shutil.which("nft" if mode == "nftables" else "iptables-restore") is None:
+        pytest.skip(f"{mode} tools missing")
+    cluster = new_cluster()
+    with cluster.transaction():
+        cluster.apply(cluster.decode(_deployment("web", case["replicas"], {"app": "web"})))
+        cluster.apply(cluster.decode(_service("gen", case["spec"])))
+    if case["spec"]["type"] == "LoadBalancer":
+        set_lb_status(cluster, "gen", LB_VIP)
+    name = f"kg{os.getpid() % 10000}{mode[0]}"
+    with running_lab(cluster, name, mode) as lb:
+        pods = pods_on(cluster, case["probe_node"])
+        source = f"pod/{pods[0]}" if pods else f"node/{case['probe_node']}"
+        checks = [lb.check(source, "10.96.200.10:80", count=30, timeout=0.4)]
+        if case["spec"]["type"] != "ClusterIP":
+            node_ip = lb.plan.node(case["probe_node"]).ip
+            checks.append(lb.check("external", f"{node_ip}:30090", count=30, timeout=0.4))
+        if case["spec"]["type"] == "LoadBalancer":
+            checks.append(lb.check("external", f"{LB_VIP}:80", count=30, timeout=0.4,
+                                   via=case["probe_node"]))
+        for c in checks:
+            assert c.agree, f"scenario {case}\n" + c.report()

@@ -1,0 +1,144 @@
+"""``kservice lab`` end to end in real namespaces: up, status, probe --check, exec, sync,
+down (idempotent), and the clean-up guarantees when ``up`` fails or is interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.lab import executor
+from kservice.cli import main
+
+pytestmark = pytest.mark.kernel
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+KSERVICE = "import sys; from kservice.cli import main; sys.exit(main(sys.argv[1:]))"
+FILES = ["-f", str(EXAMPLES / "myapp-deployment.yaml"), "-f",
+         str(EXAMPLES / "myapp-service.yaml")]
+
+
+def lab_namespaces(name: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         timeout=30).stdout
+    return [line.split()[0] for line in out.splitlines()
+            if line.startswith(f"ksl-{name}-")]
+
+
+def agents() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
+                         timeout=30).stdout
+    return [line for line in out.splitlines() if executor.AGENT in line and "responder" in line]
+
+
+@pytest.fixture
+def env(kernel_tools: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[tuple[list[str], str]]:
+    monkeypatch.setenv("KSERVICE_LAB_DIR", str(tmp_path / "labs"))
+    name = f"cli{os.getpid() % 100000}"
+    state = ["--state", str(tmp_path / "state.db")]
+    try:
+        yield state, name
+    finally:
+        executor.teardown(name, executor.load_meta(name))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_lifecycle(env: tuple[list[str], str], capsys: pytest.CaptureFixture[str]) -> None:
+    state, name = env
+    before_agents = len(agents())
+    code, out, err = run(capsys, *state, "lab", "up", *FILES, "--name", name)
+    assert code == 0, err
+    assert f'lab "{name}" is up (iptables): 3 nodes, 5 pods' in out
+    assert len(lab_namespaces(name)) == 2 + 3 + 5
+
+    code, out, _ = run(capsys, *state, "lab", "status", "--name", name, "-o", "json")
+    st = json.loads(out)[0]
+    assert st["status"] == "up" and all(st["namespaces"].values())
+    assert all(p["responder"] for p in st["pods"])
+    myapp = [p for p in st["pods"] if p["pod"].startswith("default/myapp-")]
+    assert len(myapp) == 3
+
+    # A pod of the NodePort Service reaches it; the answer is held against the mock kernel.
+    code, out, err = run(capsys, *state, "lab", "probe", "--name", name, "--from",
+                         f"pod/{myapp[0]['pod']}", "--to", "10.99.99.99:8080", "--count",
+                         "30", "--check", "-o", "json")
+    r = json.loads(out)
+    assert code == 0 and r["agree"], out
+    assert sum(r["observed"]["answers"].values()) == 30
+    assert set(r["observed"]["answers"]) <= {p["pod"] for p in myapp}
+
+    code, out, err = run(capsys, *state, "lab", "probe", "--name", name, "--from", "external",
+                         "--to", "172.18.0.3:30080", "--count", "12", "--check")
+    assert code == 0, out + err
+    assert "agree" in out
+
+    # exec runs inside the pod's namespace: it sees the pod's address.
+    proc = subprocess.run([sys.executable, "-c", KSERVICE, *state, "lab", "exec",
+                           "--name", name, "--from", f"pod/{myapp[0]['pod']}", "--",
+                           "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ})
+    assert myapp[0]["ip"] + "/24" in proc.stdout, proc.stderr
+
+    code, out, err = run(capsys, *state, "lab", "sync", "--name", name)
+    assert code == 0, err
+    assert "rules re-rendered" in out
+
+    code, out, _ = run(capsys, *state, "lab", "down", "--name", name)
+    assert code == 0 and "removed (10 namespaces)" in out
+    assert lab_namespaces(name) == []
+    assert len(agents()) == before_agents
+    code, out, _ = run(capsys, *state, "lab", "down", "--name", name)
+    assert code == 0 and "nothing to remove" in out
+
+
+def test_up_twice_is_refused(env: tuple[list[str], str],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    state, name = env
+    assert run(capsys, *state, "lab", "up", "--name", name)[0] == 0
+    code, _out, err = run(capsys, *state, "lab", "up", "--name", name)
+    assert code == 1 and "already exists" in err
+
+
+def test_failed_up_leaves_nothing(env: tuple[list[str], str], capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    state, name = env
+    from backends.lab import rules
+
+    monkeypatch.setattr(rules, "load_payload", lambda _r, _m: "*nat\n-A NOPE -j X\nCOMMIT\n")
+    code, _out, err = run(capsys, *state, "lab", "up", "--name", name)
+    assert code == 1 and "iptables-restore" in err
+    assert lab_namespaces(name) == []
+    assert executor.load_meta(name) is None
+
+
+def test_interrupted_up_leaves_nothing(env: tuple[list[str], str],
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    state, name = env
+
+    def interrupted(*_a: object, **_k: object) -> dict[str, int]:
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(executor, "start_responders", interrupted)
+    assert run(capsys, *state, "lab", "up", "--name", name)[0] == 130
+    assert lab_namespaces(name) == []
+
+
+def test_probe_errors_are_clear(env: tuple[list[str], str],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    state, name = env
+    code, _out, err = run(capsys, *state, "lab", "probe", "--name", name, "--from", "external",
+                          "--to", "10.96.0.10:53/udp")
+    assert code == 1 and f'no lab "{name}"' in err

@@ -1,0 +1,147 @@
+"""The lab's comparison of real answers with the mock kernel's prediction (no root needed)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from backends.lab.plan import LabPlan, plan_lab
+from backends.lab.probe import (
+    Expectation,
+    Observation,
+    chi_square_p,
+    disagreements,
+    expectation,
+    packet_for,
+    parse_source,
+    parse_target,
+)
+from kservice.embedded import new_cluster
+from kservice.errors import InvalidInput
+from kservice.trace import Outcome, Packet, TraceResult
+
+
+@pytest.fixture(scope="module")
+def plan() -> LabPlan:
+    return plan_lab(new_cluster(), "tp")
+
+
+# Reference values of the chi-square upper tail (any statistics table).
+@pytest.mark.parametrize(("stat", "df", "p"), [
+    (3.841, 1, 0.05), (6.635, 1, 0.01), (5.991, 2, 0.05), (13.816, 2, 0.001),
+    (7.815, 3, 0.05), (0.0, 2, 1.0), (1.386, 2, 0.5),
+])
+def test_chi_square_tail_matches_tables(stat: float, df: int, p: float) -> None:
+    from backends.lab.probe import _gamma_q
+
+    assert _gamma_q(df / 2, stat / 2) == pytest.approx(p, rel=2e-3, abs=1e-6)
+
+
+def test_chi_square_of_perfect_and_impossible_samples() -> None:
+    assert chi_square_p([10, 10, 10], [10.0, 10.0, 10.0]) == pytest.approx(1.0)
+    assert chi_square_p([30, 0, 0], [10.0, 10.0, 10.0]) < 1e-10
+
+
+def obs(answers: dict[str, int], sources: dict[str, dict[str, int]] | None = None,
+        refused: int = 0, timeout: int = 0) -> Observation:
+    n = sum(answers.values()) + refused + timeout
+    return Observation(n, answers, sources or {k: {"10.0.0.1": v} for k, v in answers.items()},
+                       refused, timeout, {})
+
+
+THIRDS = Expectation({"pod:a/x": Fraction(1, 3), "pod:a/y": Fraction(1, 3),
+                      "pod:a/z": Fraction(1, 3)},
+                     {"pod:a/x": "10.0.0.1", "pod:a/y": "10.0.0.1", "pod:a/z": "10.0.0.1"})
+
+
+def test_a_fair_sample_agrees() -> None:
+    assert disagreements(obs({"a/x": 9, "a/y": 11, "a/z": 10}), THIRDS) == []
+
+
+def test_an_unpredicted_pod_is_reported() -> None:
+    problems = disagreements(obs({"a/x": 10, "a/w": 1}), THIRDS)
+    assert any("pod:a/w observed 1/11" in p for p in problems)
+
+
+def test_a_predicted_pod_that_never_answers_is_reported() -> None:
+    problems = disagreements(obs({"a/x": 30, "a/y": 30}), THIRDS)
+    assert any("pod:a/z predicted with share 1/3 never observed" in p for p in problems)
+
+
+def test_skewed_shares_fail_the_chi_square() -> None:
+    problems = disagreements(obs({"a/x": 80, "a/y": 10, "a/z": 10}), THIRDS)
+    assert any("chi-square" in p for p in problems)
+
+
+def test_wrong_source_is_reported() -> None:
+    o = obs({"a/x": 10, "a/y": 10, "a/z": 10},
+            {"a/x": {"10.0.0.1": 10}, "a/y": {"10.0.0.1": 10}, "a/z": {"172.18.0.3": 10}})
+    assert disagreements(o, THIRDS) == [
+        "pod a/z saw source(s) ['172.18.0.3']; the mock kernel predicts 10.0.0.1"]
+
+
+def test_reject_is_refused_and_drop_is_timeout() -> None:
+    rej = Expectation({"refused": Fraction(1)}, {})
+    assert disagreements(obs({}, refused=5), rej) == []
+    assert disagreements(obs({}, timeout=5), rej)
+    drop = Expectation({"timeout": Fraction(1)}, {})
+    assert disagreements(obs({}, timeout=3), drop) == []
+    assert disagreements(obs({}, refused=3), drop)
+
+
+def test_affinity_must_stick() -> None:
+    assert disagreements(obs({"a/x": 20}), THIRDS, sticky=True) == []
+    assert disagreements(obs({"a/x": 19, "a/y": 1}), THIRDS, sticky=True)
+
+
+def test_expectation_maps_trace_outcomes_to_pods(plan: LabPlan) -> None:
+    dns = [p for p in plan.pods if p.namespace == "kube-system"]
+    pkt = Packet(src="10.244.1.5", dst="10.96.0.10", dport=53, proto="udp")
+    trace = TraceResult("kind-worker", "iptables", pkt, (
+        Outcome(Fraction(1, 2), "ACCEPT", f"{dns[0].ip}:53", "10.244.1.5"),
+        Outcome(Fraction(1, 2), "ACCEPT", f"{dns[1].ip}:53", "10.244.1.5"),
+    ))
+    exp = expectation(plan, trace, "udp")
+    assert exp.shares == {f"pod:{dns[0].ref}": Fraction(1, 2), f"pod:{dns[1].ref}": Fraction(1, 2)}
+    assert exp.sources[f"pod:{dns[0].ref}"] == "10.244.1.5"
+
+
+def test_delivery_where_nothing_listens_is_refused(plan: LabPlan) -> None:
+    node = plan.nodes[1]
+    pkt = Packet(src="172.18.0.254", dst=node.ip, dport=8080)
+    trace = TraceResult(node.name, "iptables", pkt,
+                        (Outcome(Fraction(1), "ACCEPT", f"{node.ip}:8080", "172.18.0.254"),))
+    assert expectation(plan, trace, "tcp").shares == {"refused": Fraction(1)}
+    pod = plan.pods[0]
+    trace = TraceResult(node.name, "iptables", pkt,
+                        (Outcome(Fraction(1), "ACCEPT", f"{pod.ip}:1", "172.18.0.254"),))
+    assert expectation(plan, trace, "tcp").shares == {"refused": Fraction(1)}
+
+
+def test_sources_and_targets(plan: LabPlan) -> None:
+    pod = plan.pods[0]
+    s = parse_source(plan, f"pod/{pod.ref}")
+    assert (s.netns, s.ip, s.node) == (pod.netns, pod.ip, pod.node)
+    n = parse_source(plan, "node/kind-worker")
+    assert (n.ip, n.node) == ("172.18.0.3", "kind-worker")
+    assert parse_source(plan, "external").ip == plan.external.ip
+    assert parse_target("10.96.0.10:53/udp") == ("10.96.0.10", 53, "udp")
+    assert parse_target("10.96.0.10:80") == ("10.96.0.10", 80, "tcp")
+    for bad in ("10.96.0.10", "10.96.0.10:0", "x:80", "10.96.0.10:80/sctp", "[::1]:80"):
+        with pytest.raises(InvalidInput):
+            parse_target(bad)
+    with pytest.raises(InvalidInput):
+        parse_source(plan, "pods/x")
+
+
+def test_packet_for_names_the_deciding_node(plan: LabPlan) -> None:
+    ext = parse_source(plan, "external")
+    assert packet_for(plan, ext, "172.18.0.4", 30080, "tcp")[0] == "kind-worker2"
+    node, pkt = packet_for(plan, ext, "198.51.100.9", 80, "tcp", bind="203.0.113.7",
+                           via="kind-worker")
+    assert node == "kind-worker" and pkt.src == "203.0.113.7"
+    with pytest.raises(InvalidInput, match="--via"):
+        packet_for(plan, ext, "198.51.100.9", 80, "tcp")
+    node_src = parse_source(plan, "node/kind-worker")
+    assert packet_for(plan, node_src, "127.0.0.1", 30080, "tcp")[1].src == "127.0.0.1"
