@@ -61,10 +61,15 @@ class IPTablesBackend:
 
     def render(self, state: NodeProxyState, previous: NodeProxyState | None = None) -> Rendering:
         result = render_restore(state, previous, cache=self.cache)
-        full = result.text if not result.partial and not result.stale else render_restore(
-            state, cache=self.cache
-        ).text
-        save = render_save(node_state(full, state.family))
+
+        def save() -> str:
+            # The node's whole iptables-save needs a full payload; built only when asked
+            # for (it costs several times the restore payload at 10k services).
+            full = result.text if not result.partial and not result.stale else render_restore(
+                state, cache=self.cache
+            ).text
+            return render_save(node_state(full, state.family))
+
         return Rendering(
             backend=self.name,
             node=state.node.name,

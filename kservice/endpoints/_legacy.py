@@ -67,6 +67,10 @@ def _family(svc: Service, pod: Pod) -> str:
     return "IPv6" if ":" in pod.status.pod_ip else "IPv4"
 
 
+def _port_key(p: LegacyEndpointPort) -> tuple[str, int, str]:
+    return (p.name, p.port, p.protocol)
+
+
 def repack_subsets(entries: Iterable[_Entry]) -> tuple[EndpointSubset, ...]:
     """Group addresses offering the same set of ports into one subset."""
     addr_ports: dict[tuple[str, str], set[LegacyEndpointPort | None]] = {}
@@ -90,7 +94,7 @@ def repack_subsets(entries: Iterable[_Entry]) -> tuple[EndpointSubset, ...]:
         not_ready = tuple(addr_info[(ip, uid)][0] for ip, uid, r in ordered if not r)
         subsets.append(EndpointSubset(
             addresses=ready_addrs, not_ready_addresses=not_ready,
-            ports=tuple(sorted(ports, key=lambda p: (p.name, p.port, p.protocol))),
+            ports=tuple(sorted(ports, key=_port_key)),
         ))
     subsets.sort(key=lambda s: ((s.addresses or s.not_ready_addresses)[0].ip,
                                 [(p.name, p.port) for p in s.ports]))

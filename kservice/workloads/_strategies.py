@@ -200,7 +200,7 @@ def tolerates(pod: Pod, node: Node) -> bool:
 def _node_ready(node: Node) -> bool:
     for c in node.status.extra.get("conditions") or ():
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return True
 
 
