@@ -365,6 +365,10 @@ def rendering_blocks(lab: _Lab) -> str:
         elif mode == "nftables":
             shown = _nft_service(rendering.section("ruleset"), svc_name)
             note = "`nft list ruleset`, the Service's maps and chains"
+        elif mode == "userspace" and {"proxy", "iptables"} <= set(rendering.names):
+            shown = rendering.section("proxy").rstrip() + "\n\n" + _service_lines(
+                rendering.section("iptables"), [f"{svc_name}:"])
+            note = "the proxy's listeners and the iptables rules sending traffic to them"
         else:
             name = rendering.names[0]
             shown = rendering.section(name)

@@ -19,14 +19,14 @@ import shutil
 import pytest
 from hypothesis import HealthCheck, settings
 
+# differing_executors: BackendContract's @given methods run once per backend subclass (the
+# point of a contract class, as hypothesis' own StoreTests pattern); each subclass draws from
+# the same strategies, so a replayed example from another subclass is still a valid input.
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.differing_executors]
+settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_SUPPRESS)
 settings.register_profile(
-    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "deep", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "deep", max_examples=2000, deadline=None, suppress_health_check=_SUPPRESS
 )
 settings.load_profile(os.environ.get("KSERVICE_HYPOTHESIS_PROFILE", "dev"))
 

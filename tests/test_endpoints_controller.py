@@ -541,3 +541,20 @@ def test_restore_and_rollback_rebuild_the_indexes() -> None:
     kubelet_pod(d, "e", ips=("10.244.1.5",))
     (sl,) = slices_of(d)
     assert sorted(e.target_ref.name for e in sl.endpoints) == ["a", "b", "e"]
+
+
+def test_kubernetes_service_gets_the_apiserver_endpoints() -> None:
+    c = make_cluster()
+    workloads.seed_default(c)
+    c.create(Service.from_manifest({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443,
+                                                      "targetPort": 6443}]}}))
+    sl = c.get("EndpointSlice", "kubernetes", "default")
+    assert [e.addresses for e in sl.endpoints] == [("172.18.0.2",)]
+    assert [(p.name, p.port, p.protocol) for p in sl.ports] == [("https", 6443, "TCP")]
+    assert dict(sl.metadata.labels) == {"kubernetes.io/service-name": "kubernetes"}
+    ep = c.get("Endpoints", "kubernetes", "default")
+    assert ep.metadata.labels["endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert ep_ctrl.recompute_all(c) == 0

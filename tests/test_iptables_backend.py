@@ -9,16 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backends.iptables import IPTablesBackend, backend, render_restore
-from backends.mockkernel import MockKernel
 from kservice.backend import Backend, get_backend
 from kservice.proxy.types import NodeProxyState
-from kservice.testing.contract import BackendContract
 from kservice.testing.dataplane import node_proxy_states
-
-
-class TestIPTablesContract(BackendContract):
-    backend_name = "iptables"
-    kernel_factory = MockKernel
 
 
 def test_entry_point_and_protocol() -> None:

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kservice.backend import get_backend
-from kservice.proxy.types import NodeProxyState, ProxierOptions
+from kservice.proxy.types import NodeProxyState
 from kservice.testing.dataplane import node_proxy_states
 
 pytestmark = pytest.mark.kernel

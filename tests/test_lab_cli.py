@@ -142,3 +142,63 @@ def test_probe_errors_are_clear(env: tuple[list[str], str],
     code, _out, err = run(capsys, *state, "lab", "probe", "--name", name, "--from", "external",
                           "--to", "10.96.0.10:53/udp")
     assert code == 1 and f'no lab "{name}"' in err
+
+
+def host_snapshot() -> dict[str, str]:
+    """What the lab must never touch: the host namespace's links, addresses, routes, rules."""
+    def out(*argv: str) -> str:
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=30).stdout
+
+    return {"links": out("ip", "-o", "link", "show"), "addrs": out("ip", "-o", "addr", "show"),
+            "routes": out("ip", "route", "show", "table", "all"),
+            "rules": out("ip", "rule", "show"), "nft": out("nft", "list", "ruleset"),
+            "forward": out("sysctl", "-n", "net.ipv4.ip_forward")}
+
+
+def test_sync_follows_scaling_and_config_and_leaves_the_host_alone(kernel_tools: None) -> None:
+    import attrs
+
+    from backends.lab.session import running_lab
+    from kservice.embedded import new_cluster
+    from kservice.workloads import scale
+
+    before = host_snapshot()
+    cluster = new_cluster()
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "namespace": "default"},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"containers": [{"name": "c", "ports": [
+                                        {"name": "http", "containerPort": 9376}]}]}}}}
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"clusterIP": "10.96.100.10", "selector": {"app": "web"},
+                    "ports": [{"port": 80, "targetPort": "http"}]}}
+    with cluster.transaction():
+        cluster.apply(cluster.decode(deploy))
+        cluster.apply(cluster.decode(svc))
+    name = f"sy{os.getpid() % 100000}"
+    with running_lab(cluster, name) as lab:
+        assert len(lab.probe("node/kind-worker", "10.96.100.10:80", count=20).answers) == 2
+
+        scale(cluster, "Deployment", "web", "default", 3)
+        cfg = cluster.extensions["kube-proxy"]
+        cluster.extensions["kube-proxy"] = attrs.evolve(
+            cfg, iptables=attrs.evolve(cfg.iptables, masquerade_all=True))
+        lab.sync(cluster)
+        assert len(lab_namespaces(name)) == 2 + 3 + 2 + 3
+        web3 = [p for p in lab.plan.pods if p.name.startswith("web-")]
+        check = lab.check(f"pod/{web3[0].ref}", "10.96.100.10:80", count=45)
+        assert check.agree, check.report()
+        assert len(check.observed.answers) == 3
+        # masqueradeAll: even a pod's own ClusterIP traffic is SNATed (to the node side).
+        assert web3[0].ip not in {s for seen in check.observed.sources.values() for s in seen}
+
+        scale(cluster, "Deployment", "web", "default", 1)
+        lab.sync(cluster)
+        assert len(lab_namespaces(name)) == 2 + 3 + 2 + 1
+        check = lab.check("node/kind-worker", "10.96.100.10:80", count=10)
+        assert check.agree, check.report()
+        assert len(check.observed.answers) == 1
+    assert lab_namespaces(name) == []
+    assert host_snapshot() == before

@@ -153,11 +153,10 @@ def test_bad_lab_names(name: str) -> None:
 
 
 def test_ipv6_only_nodes_are_refused() -> None:
+    from backends.lab.plan import plan_from_objects
     from kservice.cluster import Cluster  # noqa: F401
     from kservice.models.meta import ObjectMeta
     from kservice.models.workloads import Node, NodeAddress, NodeSpec, NodeStatus
-
-    from backends.lab.plan import plan_from_objects
 
     node = Node(metadata=ObjectMeta(name="v6"), spec=NodeSpec(pod_cidrs=("fd00::/64",)),
                 status=NodeStatus(addresses=(NodeAddress("InternalIP", "fc00::2"),)))
@@ -174,3 +173,51 @@ def test_unscheduled_pods_are_not_built() -> None:
     with cluster.transaction():
         cluster.apply(cluster.decode(pod))
     assert all(p.name != "pending" for p in plan_lab(cluster, "t1").pods)
+
+
+def _scaled(replicas: int) -> LabPlan:
+    from kservice.workloads import scale
+
+    cluster = new_cluster()
+    with cluster.transaction():
+        cluster.apply(cluster.decode(WEB))
+        cluster.apply(cluster.decode(LB))
+    scale(cluster, "Deployment", "web", "default", replicas)
+    return plan_lab(cluster, "t1")
+
+
+def test_reconcile_keeps_built_pods_and_names_new_veths_freely() -> None:
+    from backends.lab.plan import reconcile
+
+    small, big = _scaled(2), _scaled(5)
+    changes = reconcile(small, big)
+    assert not changes.removed
+    assert {p.ref for p in changes.plan.pods} == {p.ref for p in big.pods}
+    assert len(changes.added) == len(big.pods) - len(small.pods)
+    for p in small.pods:  # untouched as built
+        assert p in changes.plan.pods
+    for node in changes.plan.nodes:
+        ports = [p.host_port for p in changes.plan.pods
+                 if p.node == node.name and not p.host_network]
+        assert len(ports) == len(set(ports)), ports
+
+
+def test_reconcile_removes_gone_pods() -> None:
+    from backends.lab.plan import reconcile
+
+    big, small = _scaled(4), _scaled(1)
+    changes = reconcile(big, small)
+    assert not changes.added
+    assert {p.ref for p in changes.removed} == {p.ref for p in big.pods} - {
+        p.ref for p in small.pods}
+
+
+def test_reconcile_refuses_node_changes(plan: LabPlan) -> None:
+    import attrs
+
+    from backends.lab.plan import reconcile
+
+    moved = attrs.evolve(plan, nodes=[attrs.evolve(plan.nodes[0], ip="172.18.0.9"),
+                                      *plan.nodes[1:]])
+    with pytest.raises(InvalidInput, match="lab down"):
+        reconcile(plan, moved)

@@ -207,7 +207,7 @@ def test_dnat_ipv6_brackets() -> None:
 @pytest.mark.parametrize(
     ("rule", "option"),
     [
-        ("-A INPUT -m physdev --physdev-in eth0 -j ACCEPT", "-m physdev"),
+        ("-A INPUT -m owner --uid-owner 0 -j ACCEPT", "-m owner"),
         ("-A INPUT -m mark --foo 1 -j ACCEPT", "--foo"),
         ("-A INPUT -m conntrack --ctorigdst 1.2.3.4 -j ACCEPT", "--ctorigdst"),
         ("-A INPUT --weird -j ACCEPT", "--weird"),
@@ -223,10 +223,10 @@ def test_unsupported_is_refused_with_line_and_option(rule: str, option: str) -> 
 
 def test_lenient_turns_unsupported_into_warning() -> None:
     warnings: list[str] = []
-    text = "*filter\n-A INPUT -m physdev --physdev-in eth0 -j ACCEPT\nCOMMIT\n"
+    text = "*filter\n-A INPUT -m owner --uid-owner 0 -j ACCEPT\nCOMMIT\n"
     (t,) = parse_iptables_save(text, lenient=True, warnings=warnings)
-    assert t.chains["INPUT"].rules[0].matches[0].unknown == "-m physdev"
-    assert warnings and "physdev" in warnings[0]
+    assert t.chains["INPUT"].rules[0].matches[0].unknown == "-m owner"
+    assert warnings and "owner" in warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ def _big(rule_lines: list[str]) -> str:
         ("-A X -s 10.0.0.300 -p tcp --dport 80 -j ACCEPT", "-s"),
         ("-A X -s 10.0.0.3 -p tcp --dport 80000 -j ACCEPT", "--dport"),
         ("-A X -s 10.0.0.3 -p tcp --dport 80 -j ACCEPT --bogus", "--bogus"),
-        ("-A X -s 10.0.0.3 -p tcp --dport 80 -m physdev --physdev-in x -j ACCEPT", "-m physdev"),
+        ("-A X -s 10.0.0.3 -p tcp --dport 80 -m owner --uid-owner 0 -j ACCEPT", "-m owner"),
     ],
 )
 def test_large_inputs_still_check_every_rule_at_load(rule: str, option: str) -> None:
@@ -297,3 +297,27 @@ def test_bad_values_are_parse_errors_not_tracebacks(rule: str) -> None:
     with pytest.raises(RuleParseError) as e:
         _one_rule(rule)
     assert e.value.line == 2
+
+
+def test_physdev_and_ipvs_matches_of_ipvs_mode_parse_and_evaluate() -> None:
+    """IPVS mode's iptables part uses ``-m physdev`` and ``-m ipvs``; both must be understood."""
+    from backends.mockkernel import MockKernel
+    from kservice.proxy import NodeInfo
+    from kservice.trace import Packet
+
+    k = MockKernel(NodeInfo(name="n", ips=("172.18.0.2",), pod_cidrs=("10.244.1.0/24",),
+                            interfaces=(("eth0", "172.18.0.2/16"),)))
+    k.load_iptables_save(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A FORWARD -m physdev --physdev-is-in -j DROP\n"
+        "-A OUTPUT -m ipvs --vaddr 10.96.0.1 --vport 80 -j DROP\n"
+        "COMMIT\n",
+        "IPv4",
+    )
+    from_pod = k.trace(Packet("10.244.1.5", "10.244.9.9", 80))
+    from_outside = k.trace(Packet("192.0.2.5", "10.244.1.9", 80))
+    assert [o.verdict for o in from_pod.outcomes] == ["DROP"]
+    assert [o.verdict for o in from_outside.outcomes] == ["ACCEPT"]
+    # Not an IPVS packet: the ipvs match fails, so locally generated traffic passes.
+    assert [o.verdict for o in k.trace(Packet("172.18.0.2", "10.96.0.1", 80)).outcomes] == [
+        "ACCEPT"]

@@ -366,3 +366,31 @@ def test_cli_prints_json_listening_and_stops(tmp_path: Path,
     assert 'node "nope" not found' in capsys.readouterr().err
     assert main(["--state", str(tmp_path / "s.db"), "proxy", "--endpoint-override", "x",
                  "--duration", "0"]) == 1
+
+
+def test_ipv6_loopback(no_leaks: None) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python build")
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with EchoPool(2, host="::1") as pool, Proxier(bind="::1") as px:
+        sp = _port("rr", "TCP", [])
+        eps = tuple(sorted((Endpoint("::1", b.port) for b in pool.backends),
+                           key=lambda e: e.string))
+        state = NodeProxyState(node=NodeInfo(name="n6", ips=("::1",)), family="IPv6",
+                               service_ports=(ServicePortInfo(
+                                   name=sp.name, cluster_ip="fd00::10", port=80,
+                                   protocol="TCP", endpoints=eps),))
+        (listening,) = px.update(state)
+        assert listening.address == "::1"
+        names = set()
+        for _ in range(4):
+            s = socket.create_connection(("::1", listening.port), timeout=TIMEOUT)
+            names.add(_readline(s))
+            assert _echo(s, b"v6") == b"v6"
+            s.close()
+        assert names == {"backend-0", "backend-1"}

@@ -74,6 +74,25 @@ def test_worked_example_rules_as_passed_to_iptables() -> None:
     assert [r.table for r in plan.rules] == ["nat"] * 4 + ["filter"]
 
 
+def test_commands_follow_pkg_util_iptables_argument_order() -> None:
+    text = UserspaceBackend(UserspaceOptions(proxy_port_base=43521)).render(
+        _web_state()).section("commands")
+    calls = [line.split(" ", 5) for line in text.splitlines()[1:]]
+    # [binary, -w, 5, -W, 100000, "op chain -t table args"]
+    assert {tuple(c[:5]) for c in calls} == {("iptables", "-w", "5", "-W", "100000")}
+    ops = [c[5].split(" ", 1)[0] for c in calls]
+    # iptablesInit: (-N, -C, -I/-A) x 5; iptablesFlush: -F x 5; then (-C, -A) per rule.
+    assert ops == ["-N", "-C", "-I", "-N", "-C", "-I", "-N", "-C", "-A", "-N", "-C", "-A",
+                   "-N", "-C", "-I"] + ["-F"] * 5 + ["-C", "-A"] * 5
+    added = [c[5] for c in calls if c[5].startswith("-A KUBE-")]
+    want = []
+    for line in WORKED_EXAMPLE_ARGS.splitlines():
+        _a, chain, rest = line.split(" ", 2)
+        table = "filter" if chain == "KUBE-NODEPORT-NON-LOCAL" else "nat"
+        want.append(f"-A {chain} -t {table} {rest}")
+    assert added == want
+
+
 def test_worked_example_as_iptables_save_prints_it() -> None:
     plan = plan_node(_web_state(), UserspaceOptions(proxy_port_base=43521))
     assert plan.rules[0].saved() == WORKED_EXAMPLE_SAVED_FIRST
@@ -166,8 +185,9 @@ def test_ipv6_uses_128_and_bracketed_dnat() -> None:
     assert host.saved().endswith("-d fd00:96::10/128 -p tcp -m comment --comment "
                                  '"default/web:http" -m tcp --dport 80 -j DNAT '
                                  "--to-destination [fd00::10]:43521")
-    assert "ip6tables -t nat -A" in get_backend("userspace").render(
-        _state(_port(cluster_ip="fd00:96::10"), node=node, family="IPv6")).section("commands")
+    assert "ip6tables -w 5 -W 100000 -A KUBE-PORTALS-HOST -t nat " in get_backend(
+        "userspace").render(_state(_port(cluster_ip="fd00:96::10"), node=node,
+                                   family="IPv6")).section("commands")
 
 
 def test_sctp_is_skipped_as_upstream_refused_it() -> None:

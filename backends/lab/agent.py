@@ -68,17 +68,18 @@ def run_responder(pod: str, tcp: list[int], udp: list[int], lifetime: float) -> 
     deadline = time.monotonic() + lifetime
     while not stop and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=1.0):
-            s = key.fileobj
-            assert isinstance(s, socket.socket)
+            ready = key.fileobj
+            if not isinstance(ready, socket.socket):
+                continue
             try:
                 if key.data == "tcp":
-                    conn, peer = s.accept()
+                    conn, peer = ready.accept()
                     with conn:
                         conn.settimeout(1.0)
                         conn.sendall(_reply(pod, peer))
                 else:
-                    _data, peer = s.recvfrom(2048)
-                    s.sendto(_reply(pod, peer), peer)
+                    _data, peer = ready.recvfrom(2048)
+                    ready.sendto(_reply(pod, peer), peer)
             except OSError:
                 continue  # a client that went away must not take the pod down
     for s in socks:

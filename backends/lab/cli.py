@@ -16,7 +16,7 @@ from typing import Any
 
 from backends.lab import executor, rules
 from backends.lab.executor import Executor, Progress, list_labs, load_meta, save_meta, teardown
-from backends.lab.plan import LabPlan, plan_lab, validate_lab_name
+from backends.lab.plan import LabPlan, plan_lab, reconcile, validate_lab_name
 from backends.lab.probe import (
     disagreements,
     expectation,
@@ -272,7 +272,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     names = [validate_lab_name(args.name)] if args.name else list_labs()
-    report = []
+    report: list[dict[str, Any]] = []
     for name in names:
         meta = load_meta(name)
         if meta is None:
@@ -318,14 +318,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     meta = _meta(name)
     plan = LabPlan.from_json(meta["plan"])
     cluster = load_cluster(meta.get("state"), meta.get("files"))
-    new_plan = plan_lab(cluster, name)
-    if new_plan != plan:
-        raise InvalidInput(f'the cluster\'s nodes or pods changed since lab "{name}" was built',
-                           hint="the lab re-renders rules only; rebuild with `kservice lab "
-                                "down` and `kservice lab up`")
+    changes = reconcile(plan, plan_lab(cluster, name))
+    ex = Executor(name)
+    if changes.added or changes.removed:
+        with Progress().step("updating the pods"):
+            meta = executor.apply_pod_changes(ex, meta, changes)
     with Progress().step("re-loading kube-proxy's rules"):
-        executor.load_rules(Executor(name), plan, payloads(cluster, plan, meta["mode"]))
-    _out(f'lab "{name}": rules re-rendered and loaded on {len(plan.nodes)} nodes')
+        executor.load_rules(ex, changes.plan, payloads(cluster, changes.plan, meta["mode"]))
+    pods = "" if not (changes.added or changes.removed) else (
+        f"; pods: {len(changes.added)} added, {len(changes.removed)} removed")
+    _out(f'lab "{name}": rules re-rendered and loaded on {len(plan.nodes)} nodes{pods}')
     return 0
 
 

@@ -28,10 +28,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from backends.lab.plan import Command, LabPlan, confined, netns_prefix, validate_lab_name
+import attrs
+
+from backends.lab.plan import (
+    Command,
+    LabPlan,
+    PodChanges,
+    confined,
+    netns_prefix,
+    validate_lab_name,
+)
 from kservice.errors import BackendError, InvalidInput
 
-__all__ = ["AGENT", "LabMeta", "Executor", "Progress", "lab_dir", "list_labs", "load_meta",
+__all__ = ["AGENT", "Executor", "LabMeta", "Progress", "apply_pod_changes", "build",
+           "lab_dir", "list_labs", "load_meta", "load_rules", "save_meta", "start_responders",
            "teardown"]
 
 AGENT = str(Path(__file__).with_name("agent.py"))
@@ -273,7 +283,7 @@ def require_tools(mode: str) -> None:
 
     if os.geteuid() != 0:
         raise InvalidInput("the lab needs root (it creates network namespaces)")
-    need = ["ip", "sysctl"] + {"iptables": ["iptables-restore"], "nftables": ["nft"]}.get(mode, [])
+    need = ["ip", "sysctl", *{"iptables": ["iptables-restore"], "nftables": ["nft"]}.get(mode, [])]
     missing = [t for t in need if shutil.which(t) is None]
     if missing:
         raise InvalidInput("the lab needs " + ", ".join(missing),
@@ -340,6 +350,30 @@ def load_rules(ex: Executor, plan: LabPlan, payloads: dict[str, tuple[str, str]]
             ex.in_netns(node.netns, "nft", "delete", "table", "ip", "kube-proxy", check=False)
             ex.in_netns(node.netns, "nft", "-f", "-", stdin=text,
                         why=f"kube-proxy's nftables transaction of {node.name}")
+
+
+def apply_pod_changes(ex: Executor, meta: LabMeta, changes: PodChanges) -> LabMeta:
+    """``lab sync`` for pods: remove the gone ones, build and start the new ones."""
+    pids: dict[str, int] = dict(meta.get("pids", {}))
+    for pod in changes.removed:
+        pid = pids.pop(pod.ref, None)
+        if pid is not None and _ours(int(pid), AGENT):
+            _end([int(pid)])
+        if not pod.host_network:
+            ex.run(Command(("ip", "netns", "del", pod.netns), f"pod {pod.ref} is gone"),
+                   check=False)
+    meta["plan"] = changes.plan.to_json()
+    meta["namespaces"] = list(changes.plan.namespaces)
+    save_meta(meta)  # before building: a failure below still leaves the lab removable
+    for pod in changes.added:
+        if not pod.host_network:
+            for cmd in changes.plan.pod_namespace_commands(pod) + \
+                    changes.plan.pod_link_commands(pod):
+                ex.run(cmd)
+    pids.update(start_responders(ex, attrs.evolve(changes.plan, pods=changes.added)))
+    meta["pids"] = pids
+    save_meta(meta)
+    return meta
 
 
 def start_responders(ex: Executor, plan: LabPlan) -> dict[str, int]:

@@ -41,11 +41,13 @@ __all__ = [
     "ExternalPlan",
     "LabPlan",
     "NodePlan",
+    "PodChanges",
     "PodPlan",
     "confined",
     "netns_prefix",
     "plan_from_objects",
     "plan_lab",
+    "reconcile",
     "validate_lab_name",
 ]
 
@@ -58,6 +60,22 @@ IFNAMSIZ = 15
 UNDERLAY_BRIDGE = "ul0"
 POD_BRIDGE = "cni0"
 EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def _strs(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _ints(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(values)
+
+
+def _pairs(values: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for v in values:
+        a, b = v
+        out.append((a, b))
+    return tuple(out)
 
 
 def validate_lab_name(name: str) -> str:
@@ -80,7 +98,7 @@ def _slug(text: str) -> str:
 class Command:
     """One command, and why it runs (shown on failure and in ``--dry-run``)."""
 
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    argv: tuple[str, ...] = attrs.field(converter=_strs)
     why: str = ""
     #: Text fed on stdin (a rule file for ``iptables-restore`` / ``nft -f``).
     stdin: str | None = None
@@ -110,8 +128,8 @@ class PodPlan:
     ip: str
     #: The veth end in the node namespace, attached to the pod bridge.
     host_port: str
-    tcp_ports: tuple[int, ...] = attrs.field(default=(), converter=tuple)
-    udp_ports: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    tcp_ports: tuple[int, ...] = attrs.field(default=(), converter=_ints)
+    udp_ports: tuple[int, ...] = attrs.field(default=(), converter=_ints)
     #: hostNetwork pods answer from the node's namespace on the node's address.
     host_network: bool = False
 
@@ -120,12 +138,20 @@ class PodPlan:
         return f"{self.namespace}/{self.name}"
 
 
+def _node_tuple(values: Iterable[NodePlan]) -> tuple[NodePlan, ...]:
+    return tuple(values)
+
+
+def _pod_tuple(values: Iterable[PodPlan]) -> tuple[PodPlan, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class ExternalPlan:
     netns: str
     ip: str
     #: Routes to the LoadBalancer / external IPs: (destination, node IP carrying it).
-    vip_routes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=tuple)
+    vip_routes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
 
 
 @attrs.frozen
@@ -133,8 +159,8 @@ class LabPlan:
     name: str
     underlay_netns: str
     underlay_cidr: str
-    nodes: tuple[NodePlan, ...] = attrs.field(converter=tuple)
-    pods: tuple[PodPlan, ...] = attrs.field(converter=tuple)
+    nodes: tuple[NodePlan, ...] = attrs.field(converter=_node_tuple)
+    pods: tuple[PodPlan, ...] = attrs.field(converter=_pod_tuple)
     external: ExternalPlan
 
     @property
@@ -245,17 +271,37 @@ class LabPlan:
 
         for node in self.nodes:
             for pod in (p for p in self.pods if p.node == node.name and not p.host_network):
-                gw_len = netaddr.IPNetwork(node.pod_cidr).prefixlen
-                ipn(pod.netns, "link", "add", "eth0", "type", "veth", "peer", "name",
-                    pod.host_port, "netns", node.netns, why=f"pod {pod.ref}'s interface")
-                ipn(node.netns, "link", "set", pod.host_port, "master", POD_BRIDGE)
-                ipn(node.netns, "link", "set", pod.host_port, "type", "bridge_slave",
-                    "hairpin", "on", why="hairpin: a pod may reach itself through a Service")
-                ipn(node.netns, "link", "set", pod.host_port, "up")
-                ipn(pod.netns, "addr", "add", f"{pod.ip}/{gw_len}", "dev", "eth0")
-                ipn(pod.netns, "link", "set", "eth0", "up")
-                ipn(pod.netns, "route", "replace", "default", "via", node.gateway)
+                cmds += self.pod_link_commands(pod)
         return cmds
+
+    def pod_link_commands(self, pod: PodPlan) -> list[Command]:
+        """The pod's veth into its node's bridge, its address and default route (the
+        pod's namespace exists already)."""
+        node = self.node(pod.node)
+        gw_len = netaddr.IPNetwork(node.pod_cidr).prefixlen
+
+        def ipn(ns: str, *args: str, why: str = "") -> Command:
+            return Command(("ip", "-n", ns, *args), why)
+
+        return [
+            ipn(pod.netns, "link", "add", "eth0", "type", "veth", "peer", "name",
+                pod.host_port, "netns", node.netns, why=f"pod {pod.ref}'s interface"),
+            ipn(node.netns, "link", "set", pod.host_port, "master", POD_BRIDGE),
+            ipn(node.netns, "link", "set", pod.host_port, "type", "bridge_slave",
+                "hairpin", "on", why="hairpin: a pod may reach itself through a Service"),
+            ipn(node.netns, "link", "set", pod.host_port, "up"),
+            ipn(pod.netns, "addr", "add", f"{pod.ip}/{gw_len}", "dev", "eth0"),
+            ipn(pod.netns, "link", "set", "eth0", "up"),
+            ipn(pod.netns, "route", "replace", "default", "via", node.gateway),
+        ]
+
+    def pod_namespace_commands(self, pod: PodPlan) -> list[Command]:
+        return [
+            Command(("ip", "netns", "add", pod.netns), "a namespace of the lab"),
+            Command(("ip", "-n", pod.netns, "link", "set", "lo", "up"), "loopback up"),
+            Command(("ip", "netns", "exec", pod.netns, "sysctl", "-q", "-w",
+                     "net.ipv4.icmp_ratelimit=0"), "no ICMP rate limit during probes"),
+        ]
 
     def bridge_nf_commands(self) -> list[Command]:
         """br_netfilter: bridged pod-to-pod replies must meet conntrack to be un-DNATed."""
@@ -284,6 +330,54 @@ class LabPlan:
             external=ExternalPlan(ext["netns"], ext["ip"],
                                   [tuple(r) for r in ext["vip_routes"]]),
         )
+
+
+@attrs.frozen
+class PodChanges:
+    """What ``lab sync`` does to the pods when the cluster's pods changed."""
+
+    plan: LabPlan
+    added: tuple[PodPlan, ...] = attrs.field(converter=_pod_tuple)
+    removed: tuple[PodPlan, ...] = attrs.field(converter=_pod_tuple)
+
+
+def reconcile(old: LabPlan, new: LabPlan) -> PodChanges:
+    """Merge a freshly computed plan into the built one: pods kept as built (their veth
+    names stay), new pods get a free ``vp<j>`` on their node, gone pods are removed.
+    Nodes, the underlay and the external client must be unchanged."""
+    if (old.nodes, old.underlay_cidr, old.external) != (new.nodes, new.underlay_cidr,
+                                                          new.external):
+        raise InvalidInput(f'the nodes, their addresses or the Services\' external addresses '
+                           f'changed since lab "{old.name}" was built',
+                           hint="rebuild it: `kservice lab down` then `kservice lab up`")
+
+    def key(p: PodPlan) -> tuple[str, str, str, str, bool]:
+        return (p.namespace, p.name, p.node, p.ip, p.host_network)
+
+    old_by = {key(p): p for p in old.pods}
+    new_keys = {key(p) for p in new.pods}
+    kept = [p for p in old.pods if key(p) in new_keys]
+    removed = [p for p in old.pods if key(p) not in new_keys]
+    used: dict[str, set[str]] = {}
+    for p in kept:
+        used.setdefault(p.node, set()).add(p.host_port)
+    added: list[PodPlan] = []
+    for p in new.pods:
+        if key(p) in old_by:
+            built = old_by[key(p)]
+            if (built.tcp_ports, built.udp_ports) != (p.tcp_ports, p.udp_ports):
+                # Same pod, other ports: rebuilt (its responder must listen elsewhere).
+                removed.append(built)
+                kept.remove(built)
+                used[p.node].discard(built.host_port)
+            else:
+                continue
+        taken = used.setdefault(p.node, set())
+        j = next(i for i in range(len(taken) + 1) if f"vp{i}" not in taken)
+        taken.add(f"vp{j}")
+        added.append(attrs.evolve(p, host_port=f"vp{j}"))
+    pods = sorted([*kept, *added], key=lambda p: (p.namespace, p.name))
+    return PodChanges(attrs.evolve(old, pods=pods), added, removed)
 
 
 def confined(cmd: Command, prefix: str) -> bool:

@@ -14,7 +14,7 @@ import attrs
 
 from backends.lab import executor, rules
 from backends.lab.executor import Executor, Progress, teardown
-from backends.lab.plan import LabPlan, plan_lab
+from backends.lab.plan import LabPlan, _strs, plan_lab, reconcile
 from backends.lab.probe import (
     Expectation,
     Observation,
@@ -44,7 +44,7 @@ class Check:
     trace: TraceResult
     expected: Expectation
     observed: Observation
-    problems: tuple[str, ...] = attrs.field(converter=tuple)
+    problems: tuple[str, ...] = attrs.field(converter=_strs)
 
     @property
     def agree(self) -> bool:
@@ -87,9 +87,12 @@ class Lab:
                 for n, r in self.renderings.items()}
 
     def sync(self, cluster: Cluster) -> None:
-        """Re-render and reload every node's rules (the topology must be unchanged)."""
-        if plan_lab(cluster, self.plan.name) != self.plan:
-            raise ValueError("the cluster's nodes or pods changed; rebuild the lab")
+        """Follow the cluster: add/remove pods, re-render and reload every node's rules."""
+        changes = reconcile(self.plan, plan_lab(cluster, self.plan.name))
+        if changes.added or changes.removed:
+            meta = executor.load_meta(self.plan.name) or {}
+            executor.apply_pod_changes(self.executor, meta, changes)
+        self.plan = changes.plan
         self._render(cluster)
         executor.load_rules(self.executor, self.plan, self._payloads())
 

@@ -19,10 +19,6 @@ A handler's branches replace the consumed packet: the outcome of a proxied packe
 the *proxy's* connection ends up, and ``source_seen`` is the proxy's source address -- the
 client address is gone, as it is on a real node.
 
-It can also teach the iptables parser the ``physdev`` match (``[!] --physdev-is-in``,
-``--physdev-is-bridged``), which the userspace proxier's externalIP rules use; see
-:func:`install_physdev_match`.
-
 Engine API used: ``MockKernel._start`` and ``MockKernel._path`` (a walk from a fresh packet).
 A public ``MockKernel.walk(packet, entry=, commit=, rng=)`` would let this module stop
 reaching into the kernel; the kernel's owner may add it (one line: ``return self._path(self._start(...))``).
@@ -34,7 +30,6 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from backends.mockkernel import netfilter_parse as _nfp
 from backends.mockkernel.engine import ACCEPT, Branch, PacketState, Verdict
 from kservice.trace import Packet
 
@@ -43,7 +38,6 @@ __all__ = [
     "Handler",
     "LocalSockets",
     "connect",
-    "install_physdev_match",
     "local_sockets",
 ]
 
@@ -136,60 +130,3 @@ def connect(kernel: Any, via: PacketState, *, dst: str, dport: int, sport: int,
     st.rules = [*via.rules, note]
     # The engine confirms (in send) the state it gets back -- this new connection's.
     return [(p, s, v) for p, s, v, _where in kernel._path(st)]
-
-
-# ---------------------------------------------------------------------------- physdev
-
-_PHYSDEV_OPTS = frozenset({"--physdev-in", "--physdev-out", "--physdev-is-in",
-                           "--physdev-is-out", "--physdev-is-bridged"})
-_PHYSDEV_FLAGS = frozenset({"--physdev-is-in", "--physdev-is-out", "--physdev-is-bridged"})
-
-
-def _bridged_in(st: PacketState) -> bool:
-    # br_netfilter: a packet that entered through a port of the pod bridge carries
-    # nf_bridge->physindev (the veth), also when it is routed rather than bridged.
-    return st.iif is not None and st.iif == st.kernel.bridge and st.origin == "pod"
-
-
-def _is_in_test(neg: bool) -> Callable[[PacketState], bool]:
-    def test(st: PacketState) -> bool:
-        return _bridged_in(st) != neg
-    return test
-
-
-def _const_test(value: bool) -> Callable[[PacketState], bool]:
-    def test(_st: PacketState) -> bool:
-        return value
-    return test
-
-
-def _build_physdev(ctx: Any, opts: list[tuple[bool, str, list[str]]]) -> list[Any]:
-    out = []
-    for neg, opt, _args in opts:
-        if opt == "--physdev-is-in":
-            out.append(_nfp.Match("physdev", _is_in_test(neg), invert=neg))
-        elif opt == "--physdev-is-bridged":
-            # The model routes every packet (no bridged L2 forwarding through iptables):
-            # "is bridged" never holds.
-            out.append(_nfp.Match("physdev", _const_test(neg), invert=neg))
-        else:
-            # --physdev-in/--physdev-out name bridge ports the model does not have: the
-            # whole match is refused, as it was before physdev was taught at all.
-            out.append(_nfp._unknown(ctx, f"match module (physdev option {opt} is not "
-                                          "modelled)", "-m physdev"))
-    return out
-
-
-def install_physdev_match() -> None:
-    """Teach the iptables parser ``-m physdev`` (``--physdev-is-in``, ``--physdev-is-bridged``).
-
-    xt_physdev semantics for a packet without bridge info: a non-inverted ``--physdev-is-in``
-    does not match, an inverted one does. Additive and idempotent: a native implementation
-    in ``netfilter_parse`` (if the kernel's owner adds one) is left alone.
-    """
-    if "physdev" in _nfp._MODULES:
-        return
-    _nfp._MODULES["physdev"] = _build_physdev
-    _nfp._MODULE_OPTIONS["physdev"] = _PHYSDEV_OPTS
-    _nfp._FLAG_OPTS = _nfp._FLAG_OPTS | _PHYSDEV_FLAGS
-

@@ -677,6 +677,61 @@ def _proto_test(proto: str, neg: bool) -> Callable[[PacketState], bool]:
     return lambda st: (st.proto == proto) != neg
 
 
+def _build_physdev(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
+    """``-m physdev``: which bridge port a bridged packet came in on / goes out of.
+
+    In the node model, pods hang off the pod bridge, so a packet that entered from a pod
+    came in through a bridge port (``--physdev-is-in``); nothing else is bridged.
+    """
+    out = []
+    for neg, opt, args in opts:
+        if opt in ("--physdev-is-in", "--physdev-is-bridged"):
+            out.append(Match("physdev", _physdev_in_test(neg)))
+        elif opt == "--physdev-is-out":
+            # Output bridge ports are only known after routing onto the bridge.
+            out.append(Match("physdev", _physdev_out_test(neg)))
+        elif opt in ("--physdev-in", "--physdev-out"):
+            _one_arg(ctx, opt, args)  # the port name: any pod veth in this model
+            test = _physdev_in_test(neg) if opt == "--physdev-in" else _physdev_out_test(neg)
+            out.append(Match("physdev", test))
+        else:
+            out.append(_unknown(ctx, "physdev option", opt))
+    return out
+
+
+def _physdev_in_test(neg: bool) -> Callable[[PacketState], bool]:
+    return lambda st: (st.origin == "pod") != neg
+
+
+def _physdev_out_test(neg: bool) -> Callable[[PacketState], bool]:
+    return lambda st: (st.oif is not None and st.oif == getattr(st.kernel, "bridge", None)) != neg
+
+
+def _build_ipvs(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
+    """``-m ipvs`` (xt_ipvs): match packets IPVS scheduled, by virtual address/port/method."""
+    from backends.mockkernel.ipvs import ipvs_match
+
+    kw: dict[str, Any] = {}
+    negate: set[str] = set()
+    for neg, opt, args in opts:
+        name = opt[2:]
+        if opt == "--ipvs":
+            kw["ipvs"] = True
+        elif opt == "--vport":
+            kw["vport"] = int(_one_arg(ctx, opt, args))
+        elif opt in ("--vproto", "--vaddr", "--vdir", "--vmethod"):
+            kw[name] = _one_arg(ctx, opt, args)
+        else:
+            return [_unknown(ctx, "ipvs option", opt)]
+        if neg:
+            negate.add(name)
+    frozen_neg = frozenset(negate)
+
+    def test(st: PacketState) -> bool:
+        return ipvs_match(st, negate=frozen_neg, **kw)
+    return [Match("ipvs", test)]
+
+
 def _build_pass(known: frozenset[str], module: str) -> Callable[[_Ctx, list[_Opt]], list[Match]]:
     def build(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
         out = []
@@ -707,6 +762,8 @@ _MODULES: dict[str, Callable[[_Ctx, list[_Opt]], list[Match]]] = {
     "nfacct": _build_pass(frozenset({"--nfacct-name"}), "nfacct"),
     # Rate limiting is not modelled: a trace is one packet, well under any limit.
     "limit": _build_pass(frozenset({"--limit", "--limit-burst"}), "limit"),
+    "physdev": _build_physdev,
+    "ipvs": _build_ipvs,
 }
 
 #: The options each implemented match defines (for dispatching options to matches).
@@ -735,6 +792,9 @@ _MODULE_OPTIONS: dict[str, frozenset[str]] = {
     "iprange": frozenset({"--src-range", "--dst-range"}),
     "nfacct": frozenset({"--nfacct-name"}),
     "limit": frozenset({"--limit", "--limit-burst"}),
+    "physdev": frozenset({"--physdev-in", "--physdev-out", "--physdev-is-in",
+                          "--physdev-is-out", "--physdev-is-bridged"}),
+    "ipvs": frozenset({"--ipvs", "--vproto", "--vaddr", "--vport", "--vdir", "--vmethod"}),
 }
 
 # Options taking no argument (flags), per module; everything else takes one argument
@@ -744,6 +804,7 @@ _FLAG_OPTS = frozenset({
     "--syn", "--limit-iface-in", "--limit-iface-out", "--random", "--random-fully",
     "--persistent", "--notrack", "--save-mark", "--restore-mark", "--fully-random",
     "--log-uid", "--log-tcp-sequence", "--log-tcp-options", "--log-ip-options",
+    "--physdev-is-in", "--physdev-is-out", "--physdev-is-bridged", "--ipvs",
 })
 _TWO_ARG_OPTS = frozenset({"--match-set"})
 

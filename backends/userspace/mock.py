@@ -27,7 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from backends.mockkernel.engine import ACCEPT, Branch, PacketState, Verdict
-from backends.mockkernel.localproxy import connect, install_physdev_match, local_sockets
+from backends.mockkernel.localproxy import connect, local_sockets
 from backends.userspace.loadbalancer import LoadBalancerRR
 from backends.userspace.render import ProxyEntry, entries_from_json
 from kservice.backend import Rendering
@@ -135,7 +135,6 @@ def load(kernel: Any, rendering: Rendering) -> UserspaceProxyModel:
     """Program ``kernel`` with a userspace ``rendering``; returns the proxy model
     (also kept as ``kernel.userspace_proxy``)."""
     family, listen, _host, entries = entries_from_json(rendering.section("json"))
-    install_physdev_match()  # the externalIP rules use "-m physdev ! --physdev-is-in"
     kernel.load_iptables_save(rendering.section("iptables"), family,
                               source="userspace iptables")
     model = UserspaceProxyModel(kernel, listen, entries)

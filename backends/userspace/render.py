@@ -161,9 +161,6 @@ class PortalRule:
             out += ["--to-destination", self.to]
         return tuple(out)
 
-    def command(self) -> str:
-        return f"-t {self.table} -A {self.chain} " + " ".join(_shell(a) for a in self.args())
-
     def saved(self) -> str:
         """The rule as ``iptables-save`` prints it back (IP header fields first)."""
         parts = ["-A", self.chain]
@@ -402,24 +399,38 @@ def iptables_save(plan: UserspacePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ``getIPTablesWaitFlag`` for iptables >= 1.6.2: wait 5s for the xtables lock, poll 100ms.
+WAIT_FLAGS = ("-w", "5", "-W", "100000")
+
+
+def _call(binary: str, op: str, chain: str, table: str, args: tuple[str, ...] = ()) -> str:
+    # pkg/util/iptables: [wait flags] op, then makeFullArgs = chain, "-t", table, args...
+    return " ".join([binary, *WAIT_FLAGS, op, chain, "-t", table,
+                     *(_shell(a) for a in args)])
+
+
 def iptables_commands(plan: UserspacePlan) -> str:
     """The iptables calls of a start-up sync on a clean node, in call order.
 
-    Upstream runs them one by one through ``pkg/util/iptables`` (``EnsureChain``,
-    ``EnsureRule`` = ``-C`` then ``-I``/``-A``, ``FlushChain``); the ``-C`` probes and the
-    ``-w`` wait flags are left out here.
+    ``iptablesInit`` (``EnsureChain`` = ``-N``; ``EnsureRule`` = ``-C`` probe, then ``-I``
+    for Prepend or ``-A``), ``iptablesFlush`` (``-F`` of the five chains: proxy ports of a
+    previous run are stale), then one ``EnsureRule(Append)`` per portal rule. Argument order
+    is ``pkg/util/iptables``' (wait flags for iptables >= 1.6.2, op, chain, ``-t table``).
+    On a clean node every ``-C`` probe fails (exit 1), so every rule is added.
     """
     binary = "ip6tables" if plan.family == "IPv6" else "iptables"
-    out = [f"# {binary} calls of kube-proxy --proxy-mode=userspace on {plan.node} "
-           f"(startup: ensure chains and jumps, flush, then one -A per rule)"]
-    for table, chain, _why in BASE_CHAINS:
-        out.append(f"{binary} -t {table} -N {chain}")
+    out = [f"# kube-proxy --proxy-mode=userspace on {plan.node}: iptablesInit, iptablesFlush, "
+           "then the service rules"]
     for table, chain, prepend, args, _why in JUMP_RULES:
-        out.append(f"{binary} -t {table} {'-I' if prepend else '-A'} {chain} "
-                   + " ".join(_shell(a) for a in args))
+        target = args[-1]
+        out.append(_call(binary, "-N", target, table))
+        out.append(_call(binary, "-C", chain, table, args))
+        out.append(_call(binary, "-I" if prepend else "-A", chain, table, args))
     for table, chain, _why in BASE_CHAINS:
-        out.append(f"{binary} -t {table} -F {chain}")
-    out += [f"{binary} {r.command()}" for r in plan.rules]
+        out.append(_call(binary, "-F", chain, table))
+    for r in plan.rules:
+        out.append(_call(binary, "-C", r.chain, r.table, r.args()))
+        out.append(_call(binary, "-A", r.chain, r.table, r.args()))
     return "\n".join(out) + "\n"
 
 

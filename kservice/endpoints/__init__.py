@@ -41,6 +41,7 @@ from kservice.endpoints._legacy import (
 from kservice.endpoints._mirroring import (
     MIRRORING_MANAGED_BY,
     MirroringController,
+    apiserver_endpoints,
     desired_mirrored_slices,
 )
 from kservice.endpoints._reconciler import (
@@ -71,6 +72,7 @@ __all__ = [
     "EndpointsStrategy",
     "MirroringController",
     "address_types_for_service",
+    "apiserver_endpoints",
     "controller",
     "desired_endpoints",
     "desired_legacy_endpoints",

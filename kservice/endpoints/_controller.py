@@ -262,8 +262,9 @@ class EndpointsController:
         for pod in pods:
             hit = per_pod.get(pod.metadata.name)
             if hit is None or hit[0] is not pod:
-                hit = (pod, pod_endpoints(svc, pod, nodes, families),
-                       pod_legacy_entries(svc, pod))
+                pe = pod_endpoints(svc, pod, nodes, families)
+                ref = next(iter(pe.endpoints.values())).target_ref if pe.endpoints else None
+                hit = (pod, pe, pod_legacy_entries(svc, pod, ref))
             fresh[pod.metadata.name] = hit
         self._cache[(ns, name)] = (svc, nodes, fresh)
         contributions = [v[1] for v in fresh.values()]

@@ -186,6 +186,12 @@ def _auto_hints(
     return {k: (v,) for k, v in assign.items()}
 
 
+def pod_reference(pod: Pod) -> ObjectReference:
+    """``targetRef`` of a pod's endpoint (one object shared by the slice and Endpoints)."""
+    return ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
+                           name=pod.metadata.name, uid=pod.metadata.uid)
+
+
 @functools.lru_cache(maxsize=8)
 def _conditions(ready: bool, serving: bool, terminating: bool) -> EndpointConditions:
     """The eight possible condition values, shared (immutable) across endpoints."""
@@ -230,8 +236,7 @@ def pod_endpoints(
             # Node hint plus a zone hint, so kube-proxies without the gate fall back to
             # same-zone routing.
             hn, hz = (pod.spec.node_name,), ((zone,) if zone else None)
-    ref = ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                          name=pod.metadata.name, uid=pod.metadata.uid)
+    ref = pod_reference(pod)
     hostname = pod.spec.hostname if should_set_hostname(pod, svc) else None
     conditions = _conditions(ready, serving, terminating)
     eps: dict[str, SliceEndpoint] = {}

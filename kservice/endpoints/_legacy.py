@@ -139,7 +139,8 @@ def _legacy_port(name: str, port: int, protocol: str, app_protocol: str | None
     return LegacyEndpointPort(name=name, port=port, protocol=protocol, app_protocol=app_protocol)
 
 
-def pod_legacy_entries(svc: Service, pod: Pod) -> tuple[_Entry, ...]:
+def pod_legacy_entries(svc: Service, pod: Pod, ref: ObjectReference | None = None
+                       ) -> tuple[_Entry, ...]:
     """One pod's (address, ready, port) entries for the legacy Endpoints object."""
     pnr = svc.spec.publish_not_ready_addresses
     if not should_pod_be_in_endpoints(pod, include_terminating=pnr):
@@ -152,8 +153,8 @@ def pod_legacy_entries(svc: Service, pod: Pod) -> tuple[_Entry, ...]:
         ip=ip,
         hostname=pod.spec.hostname if should_set_hostname(pod, svc) else "",
         node_name=pod.spec.node_name,
-        target_ref=ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                                   name=pod.metadata.name, uid=pod.metadata.uid),
+        target_ref=ref or ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
+                                          name=pod.metadata.name, uid=pod.metadata.uid),
     )
     ready = pnr or pod.is_ready
     if not svc.spec.ports:

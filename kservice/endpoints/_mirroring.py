@@ -34,7 +34,8 @@ from kservice.models.discovery import (
 from kservice.models.meta import ObjectMeta, OwnerReference
 from kservice.workloads._naming import generate_name
 
-__all__ = ["MIRRORING_MANAGED_BY", "MirroringController", "desired_mirrored_slices"]
+__all__ = ["MIRRORING_MANAGED_BY", "MirroringController", "apiserver_endpoints",
+           "desired_mirrored_slices"]
 
 MIRRORING_MANAGED_BY = "endpointslicemirroring-controller.k8s.io"
 MAX_MIRRORED = 1000
@@ -101,7 +102,13 @@ class MirroringController:
                 names = self.mirrored.setdefault(key, set())
                 (names.add if present else names.discard)(obj.metadata.name)
         elif ev.kind in ("Endpoints", "Service"):
-            self.sync(cluster, ev.object.metadata.namespace, ev.object.metadata.name)
+            meta = ev.object.metadata
+            if (meta.namespace, meta.name) == ("default", "kubernetes") and \
+                    ev.type != "DELETED" and ev.kind == "Service":
+                apiserver_endpoints(cluster)
+            self.sync(cluster, meta.namespace, meta.name)
+        elif ev.kind == "Node" and ev.type == "ADDED":
+            apiserver_endpoints(cluster)
 
     def rebuild(self, cluster: Cluster) -> None:
         """Re-derive the mirrored-slice index from the store."""
@@ -153,3 +160,63 @@ class MirroringController:
 
         name = generate_name(cluster.config.seed, sl.metadata.generate_name, taken)
         cluster.put_raw(attrs.evolve(sl, metadata=attrs.evolve(sl.metadata, name=name)))
+
+
+def apiserver_endpoints(cluster: Cluster) -> int:
+    """The ``default/kubernetes`` Endpoints and EndpointSlice the apiserver itself keeps.
+
+    kube-apiserver's endpoint reconciler (``pkg/controlplane/reconcilers``) publishes its
+    advertise addresses for the selectorless ``kubernetes`` Service: an EndpointSlice named
+    ``kubernetes`` (no generated suffix, only the service-name label, ``ready: true``) and an
+    Endpoints object labelled skip-mirror. kservice takes the InternalIPs of the nodes labelled
+    ``node-role.kubernetes.io/control-plane`` (kind: 172.18.0.2) and the Service's https
+    targetPort (6443). Returns the number of writes.
+    """
+    svc = cluster.find("Service", "kubernetes", "default")
+    if svc is None or "Node" not in cluster.kinds:
+        return 0
+    ips = [ip for n in cluster.list("Node")
+           if "node-role.kubernetes.io/control-plane" in n.metadata.labels
+           for ip in n.addresses_of("InternalIP")]
+    if not ips:
+        return 0
+    port = next((p for p in svc.spec.ports if p.name == "https"), None)
+    if port is None:
+        return 0
+    target = port.target_port if isinstance(port.target_port, int) and port.target_port \
+        else port.port
+    from kservice.models.discovery import EndpointAddress, EndpointSubset, LegacyEndpointPort
+
+    writes = 0
+    want_ep = Endpoints(
+        metadata=ObjectMeta(name="kubernetes", namespace="default",
+                            labels={LABEL_SKIP_MIRROR: "true"}),
+        subsets=(EndpointSubset(addresses=tuple(EndpointAddress(ip=ip) for ip in ips),
+                                ports=(LegacyEndpointPort("https", target, "TCP"),)),),
+    )
+    have = cluster.find("Endpoints", "kubernetes", "default")
+    if have is None or have.subsets != want_ep.subsets:
+        meta = want_ep.metadata if have is None else attrs.evolve(
+            have.metadata, labels=want_ep.metadata.labels)
+        cluster.put_raw(attrs.evolve(want_ep, metadata=meta))
+        writes += 1
+    for fam in ("IPv4", "IPv6"):
+        fam_ips = [ip for ip in ips if (":" in ip) == (fam == "IPv6")]
+        if not fam_ips:
+            continue
+        name = "kubernetes" if fam == "IPv4" else "kubernetes-ipv6"
+        want = EndpointSlice(
+            metadata=ObjectMeta(name=name, namespace="default",
+                                labels={LABEL_SERVICE_NAME: "kubernetes"}),
+            address_type=fam,
+            endpoints=tuple(SliceEndpoint(addresses=(ip,),
+                                          conditions=EndpointConditions(ready=True))
+                            for ip in fam_ips),
+            ports=(EndpointPort(name="https", port=target, protocol="TCP"),),
+        )
+        old = cluster.find("EndpointSlice", name, "default")
+        if old is None or (old.endpoints, old.ports) != (want.endpoints, want.ports):
+            meta = want.metadata if old is None else old.metadata
+            cluster.put_raw(attrs.evolve(want, metadata=meta))
+            writes += 1
+    return writes

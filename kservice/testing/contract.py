@@ -15,7 +15,11 @@ the mock kernel; and for generated node states and probe packets the traced outc
 distribution equals the reference semantics (:mod:`kservice.semantics`) -- same outcome set,
 same exact shares, same masquerade decision -- except where :meth:`allowed_divergence` says the
 upstream mode really differs. A failure prints a reproducer: the state as YAML-ish text and the
-packet, ready for ``kservice trace``.
+packet, plus the manifests (:mod:`kservice.testing.repro`) and the ``kservice trace`` command
+line that replay it.
+
+Hooks a subclass may override: :meth:`states` / :meth:`probes` (what is drawn),
+:meth:`same` (how results compare), :meth:`allowed_divergence`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from kservice.backend import Backend, get_backend
 from kservice.proxy.types import NodeProxyState
 from kservice.semantics import expected_trace
 from kservice.testing.dataplane import node_proxy_states, probes
+from kservice.testing.repro import repro_yaml
 from kservice.trace import Packet, TraceResult
 
 __all__ = ["BackendContract", "describe_state"]
@@ -39,7 +44,9 @@ def describe_state(state: NodeProxyState) -> str:
     lines = [f"node {state.node.name} {state.family} ips={list(state.node.ips)} "
              f"podCIDRs={list(state.node.pod_cidrs)} clusterCIDR={state.config.cluster_cidr!r} "
              f"detectLocal={state.config.detect_local_mode} "
-             f"masqueradeAll={state.config.iptables.masquerade_all}"]
+             f"masqueradeAll={state.config.iptables.masquerade_all} "
+             f"nodePortAddresses={list(state.config.node_port_addresses)} "
+             f"localhostNodePorts={state.config.iptables.localhost_node_ports}"]
     for sp in state.service_ports:
         lines.append(
             f"- {sp.name} {sp.protocol} {sp.cluster_ip}:{sp.port} nodePort={sp.node_port} "
@@ -83,36 +90,53 @@ class BackendContract:
         """Name the documented upstream divergence that explains a mismatch, or ``None``."""
         return None
 
+    def states(self) -> st.SearchStrategy[NodeProxyState]:
+        """The node states the checks draw (default: :func:`node_proxy_states`)."""
+        return node_proxy_states(family=st.sampled_from(self.families))
+
+    def probes(self, state: NodeProxyState) -> st.SearchStrategy[Packet]:
+        """The packets the agreement check draws for ``state``."""
+        return probes(state)
+
+    def same(self, expected: TraceResult, actual: TraceResult) -> bool:
+        """Agreement: the same outcome distribution (exact by default)."""
+        return actual.distribution() == expected.distribution()
+
+    def failure_message(self, state: NodeProxyState, packet: Packet, expected: TraceResult,
+                        actual: TraceResult) -> str:
+        """What a disagreement prints: both distributions, the state and a reproducer."""
+        return (
+            f"{self.backend_name} disagrees with the reference for {packet}:\n"
+            f"expected {expected.distribution()}\nactual   {actual.distribution()}\n"
+            + describe_state(state) + "\n--- reproducer (save as repro.yaml) ---\n"
+            + repro_yaml(state, packet, self.backend_name)
+        )
+
     # ----------------------------------------------------------------- checks
     @given(data=st.data())
     def test_render_is_deterministic(self, data: st.DataObject) -> None:
-        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
+        state = data.draw(self.states())
         backend = self.get()
         assert backend.render(state) == backend.render(state)
 
     @given(data=st.data())
     def test_rendering_loads_into_the_mock_kernel(self, data: st.DataObject) -> None:
-        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
+        state = data.draw(self.states())
         assert self.kernel_factory is not None
         kernel = self.kernel_factory(state.node)
         self.get().load(kernel, self.get().render(state))
 
     @given(data=st.data())
     def test_agrees_with_the_reference_semantics(self, data: st.DataObject) -> None:
-        state = data.draw(node_proxy_states(family=st.sampled_from(self.families)))
-        packet = data.draw(probes(state))
+        state = data.draw(self.states())
+        packet = data.draw(self.probes(state))
         expected = expected_trace(state, packet)
         actual = self.trace(state, packet)
-        if actual.distribution() == expected.distribution():
+        if self.same(expected, actual):
             return
         if self.allowed_divergence(state, packet, expected, actual):
             return
-        note(describe_state(state))
         note(f"packet: {packet}")
         note("expected: " + expected.dumps())
         note("actual:   " + actual.dumps())
-        raise AssertionError(
-            f"{self.backend_name} disagrees with the reference for {packet}:\n"
-            f"expected {expected.distribution()}\nactual   {actual.distribution()}\n"
-            + describe_state(state)
-        )
+        raise AssertionError(self.failure_message(state, packet, expected, actual))

@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from kservice.cluster import Cluster, Event
+from kservice.errors import AlreadyExists
 from kservice.models.meta import ObjectMeta, OwnerReference
 from kservice.models.workloads import LabelSelector, Pod, PodSpec, ReplicaSet, deep_freeze
 from kservice.workloads._naming import generate_name, template_hash
@@ -69,6 +70,8 @@ class WorkloadController:
     def __init__(self) -> None:
         #: (owner kind, namespace, owner name) -> names of dependents (pods or ReplicaSets).
         self.owned: dict[OwnerKey, set[str]] = {}
+        #: (namespace, name) of every stored Pod, for cheap generateName collision checks.
+        self.pod_names: set[tuple[str, str]] = set()
 
     # ---------------------------------------------------------------- index
     def _index(self, ev: Event) -> None:
@@ -76,6 +79,11 @@ class WorkloadController:
         if ev.kind not in ("Pod", "ReplicaSet"):
             return
         ns, name = obj.metadata.namespace, obj.metadata.name
+        if ev.kind == "Pod":
+            if ev.type == "DELETED":
+                self.pod_names.discard((ns, name))
+            else:
+                self.pod_names.add((ns, name))
         if ev.old is not None:
             ref = controller_of(ev.old)
             if ref is not None:
@@ -88,6 +96,8 @@ class WorkloadController:
     def rebuild_index(self, cluster: Cluster) -> None:
         """Re-derive the ownership index from the store (restore, rolled-back transaction)."""
         self.owned.clear()
+        self.pod_names = {(p.metadata.namespace, p.metadata.name)
+                          for p in (cluster.list("Pod") if "Pod" in cluster.kinds else [])}
         for kind in ("ReplicaSet", "Pod"):
             if kind not in cluster.kinds:
                 continue
@@ -213,21 +223,30 @@ class WorkloadController:
         return Pod(metadata=meta, spec=spec)
 
     def _create_pod(self, cluster: Cluster, pod: Pod) -> None:
-        if not pod.metadata.name:
-            ns = pod.metadata.namespace
-
-            def taken(n: str) -> bool:
-                return cluster.find("Pod", n, ns) is not None
-
-            name = generate_name(cluster.config.seed, pod.metadata.generate_name, taken,
-                                 salt=cluster.resource_version)
-            m = pod.metadata
-            pod = Pod(metadata=ObjectMeta(name=name, generate_name=m.generate_name,
-                                          namespace=ns, labels=m.labels,
-                                          annotations=m.annotations,
-                                          owner_references=m.owner_references),
-                      spec=pod.spec)
-        cluster.create(pod)
+        if pod.metadata.name:
+            cluster.create(pod)
+            return
+        ns = pod.metadata.namespace
+        m = pod.metadata
+        known = self.pod_names
+        # Names known to be taken are skipped cheaply; a name created earlier in this same
+        # dispatch (its event not yet seen) surfaces as AlreadyExists and the next candidate
+        # is tried -- the store checks the key before running the Pod strategy.
+        for attempt in range(64):
+            name = generate_name(cluster.config.seed, m.generate_name,
+                                 lambda n: (ns, n) in known, salt=cluster.resource_version
+                                 + attempt * 1_000_003)
+            named = Pod(metadata=ObjectMeta(name=name, generate_name=m.generate_name,
+                                            namespace=ns, labels=m.labels,
+                                            annotations=m.annotations,
+                                            owner_references=m.owner_references),
+                        spec=pod.spec)
+            try:
+                cluster.create(named)
+                return
+            except AlreadyExists:
+                continue
+        raise AlreadyExists("pods", m.generate_name)
 
     def _reconcile_replicaset(self, cluster: Cluster, rs: Any) -> None:
         pods = [p for p in self.dependents(cluster, "Pod", rs) if not p.is_terminating]
