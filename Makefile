@@ -24,8 +24,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check kservice backends tests benchmarks
 	$(BIN)/mypy
 
+# The benchmark suite at the sizes the issues name (benchmarks/bench_*.py), then the table of
+# figures, targets and measurements in docs/performance.md (benchmarks/report.py). The
+# real-iptables-restore comparison runs only as root with iptables-restore installed.
+BENCH_JSON ?= .kservice/bench.json
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only -q $(PYTEST_ARGS)
+	@mkdir -p $(dir $(BENCH_JSON))
+	$(BIN)/python -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
+		--benchmark-only -q --benchmark-json=$(BENCH_JSON) $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python benchmarks/report.py $(BENCH_JSON) -o docs/performance.md && exit $$status
+
+# The documentation site, into site/: docs/gen.py writes the generated pages (CLI and API
+# references, tutorial blocks, pictures), then MkDocs builds strictly. The pictures need
+# Graphviz's `dot`: apt-get install graphviz (Debian/Ubuntu), dnf install graphviz (Fedora),
+# brew install graphviz (macOS); without it the pages show the DOT text instead.
+docs: $(STAMP)
+	@command -v dot >/dev/null 2>&1 || echo "make docs: Graphviz 'dot' not found; pictures stay DOT text (install: apt-get install graphviz / brew install graphviz)"
+	$(BIN)/python docs/gen.py
+	$(BIN)/mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) .kservice .pytest_cache .hypothesis .mypy_cache .ruff_cache

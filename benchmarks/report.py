@@ -116,8 +116,19 @@ def _trace_ratio(results: dict[str, Bench]) -> tuple[str, bool | None] | None:
     return f"{ratio:.2f}x", ratio <= 2.0
 
 
+def _proxy_overhead(results: dict[str, Bench]) -> tuple[str, bool | None] | None:
+    proxy = results.get("bench_userspace.py::test_rtt[proxy]")
+    direct = results.get("bench_userspace.py::test_rtt[direct]")
+    if proxy is None or direct is None:
+        return None
+    p, d = proxy["stats"]["median"], direct["stats"]["median"]
+    return f"{_fmt(p, 's')} vs {_fmt(d, 's')} direct ({p / d:.1f}x)", None
+
+
 DERIVED: tuple[tuple[str, str, Derived], ...] = (
-    ("mock kernel: trace time at 10k services / at 10 services", "<= 2x", _trace_ratio),
+    ("mock kernel: trace time at 10k services / at 10 services", "≤ 2x", _trace_ratio),
+    ("userspace proxy: TCP round trip through the proxy vs direct (median)", "—",
+     _proxy_overhead),
 )
 
 
@@ -180,7 +191,10 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.3f}x"
     if unit == "q/s":
         return f"{value:,.0f} q/s"
-    return f"{value:,.1f} {unit}"
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+
+
+_OPS = {"<=": "≤", ">=": "≥"}
 
 
 def _read(b: Bench, how: str) -> float | None:
@@ -215,7 +229,8 @@ def render(results: dict[str, Bench], machines: dict[str, str], dates: Sequence[
     ]
     used: set[str] = set()
     for t in TARGETS:
-        target = f"{t.op} {_fmt(t.limit, t.unit)}" if t.op and t.limit is not None else "—"
+        target = (f"{_OPS[t.op]} {_fmt(t.limit, t.unit)}" if t.op and t.limit is not None
+                  else "—")
         b = results.get(t.bench)
         if b is None:
             out.append(_row([t.figure, target, "not measured (skipped or not run)", "–", "–"]))

@@ -131,7 +131,7 @@ def cli_reference() -> str:
             walk(full, sub, depth + 1)
 
     walk("kservice", parser, 0)
-    return "\n".join(lines + ["## Commands", "", *index, "", *body])
+    return "\n".join([*lines, "## Commands", "", *index, "", *body])
 
 
 # --------------------------------------------------------------------------- API reference
@@ -147,6 +147,9 @@ def _doc(text: str | None) -> str:
     text = _ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`",
                      text)
     text = text.replace("``", "`")
+    # reST section titles (a line underlined with - or =) become bold lines, not headings
+    # that would break the page's outline.
+    text = re.sub(r"^(\S[^\n]*)\n[-=~]{3,}[ \t]*$", r"**\1**", text, flags=re.M)
     # reST literal blocks ("::" then an indented block) become fenced code.
     out: list[str] = []
     lines = text.splitlines()
@@ -331,10 +334,10 @@ def _nft_service(text: str, service: str) -> str:
         if inside:
             block.append(line)
             if stripped == "}":
-                out += block + [""]
+                out += [*block, ""]
                 inside = False
             continue
-        if service in line and "elements" in line or (service in line and " : " in line):
+        if service in line and ("elements" in line or " : " in line):
             out.append(line)
     return "\n".join(out).rstrip()
 
@@ -570,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs-dir", type=Path, default=Path(__file__).resolve().parent,
                         help="the docs directory to write into (default: docs/)")
     args = parser.parse_args(argv)
+    if os.environ.get("PYTHONHASHSEED") != "0" and argv is None:
+        # Set and frozenset reprs (signature defaults) follow string hashing: pin it so
+        # that the pages come out the same on every run.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "PYTHONHASHSEED": "0"})
     for note in generate(args.docs_dir):
         print(f"docs/gen.py: {note}", file=sys.stderr)
     return 0

@@ -16,8 +16,9 @@
 Theory of operation
 -------------------
 A trace's rule path is a list of ``"<where> <rule text>"`` strings, where ``<where>`` is
-``<table> <chain>`` for iptables, ``<family> <table> <chain>`` for nftables and ``ipvs
-<HOOK>`` for the IPVS scheduler. Only rules that *matched* are listed, so the graph shows
+``<table> <chain>`` for iptables, ``<family> <table> <chain>`` for nftables, ``ipvs
+<HOOK>`` for the IPVS scheduler and ``kube-proxy ...`` for the userspace proxy's socket
+(where the connection ends and the proxy opens its own, drawn as a new walk from OUTPUT). Only rules that *matched* are listed, so the graph shows
 the hooks and chains that did something to the packet, not every hook it crossed. The hook
 of a step is the built-in chain's name (iptables), the base chain's ``hook`` (nftables,
 from :func:`nft_base_chains` or, lacking a ruleset, a hook name inside the chain's name) or
@@ -106,6 +107,11 @@ def parse_step(text: str) -> Step:
                     parts[3] if len(parts) > 3 else "")
     if parts[0] == "ipvs" and len(parts) >= 2:
         return Step("ipvs", "ipvs", parts[1], text.split(" ", 2)[2] if len(parts) > 2 else "")
+    if parts[0] == "kube-proxy":
+        # The userspace proxier's socket: the connection ends here and the proxy opens its
+        # own to the chosen endpoint.
+        return Step("proxy", "kube-proxy", "userspace proxy", text.split(" ", 1)[1]
+                    if " " in text else "")
     return Step("other", "", parts[0], text)
 
 
@@ -155,10 +161,17 @@ def _short(rule: str, width: int = 60) -> str:
 
 
 def _dnat_target(step: Step) -> str | None:
+    """Where a destination-rewriting step sends the packet (``None``: it does not)."""
     if step.kind == "iptables":
         target = _ipt_target(step.rule)[1]
         if target == "DNAT":
             return _ipt_option(step.rule, "--to-destination")
+        if target == "REDIRECT":
+            # REDIRECT is DNAT to the primary address of the interface the packet came in
+            # on (127.0.0.1 for locally generated packets); the trace text does not say
+            # which, so the picture says "this node".
+            port = _ipt_option(step.rule, "--to-ports")
+            return f"this node:{port}" if port else "this node"
         return None
     if step.kind == "nftables":
         m = _NFT_DNAT.search(step.rule)
@@ -173,7 +186,9 @@ def _is_masquerade(step: Step) -> bool:
     if step.kind == "iptables":
         return _ipt_target(step.rule)[1] in ("MASQUERADE", "SNAT")
     if step.kind == "nftables":
-        return bool(re.search(r"\b(masquerade|snat)\b", step.rule))
+        # The statement, not a chain named after it (``jump mark-for-masquerade``).
+        return bool(re.search(r"(?<![-\w])(masquerade|snat)(?![-\w])", step.rule)) and \
+            not re.search(r"\b(jump|goto)\s+\S*(masquerade|snat)", step.rule)
     return False
 
 
@@ -281,6 +296,7 @@ _HOOK_STYLE = "shape=cds, style=filled, fillcolor=lightsteelblue, fontname=Helve
 _NAT_STYLE = "shape=note, style=filled, fillcolor=lightyellow, fontname=Helvetica, fontsize=10"
 _END_STYLE = "shape=box, style=\"filled,bold\", fillcolor=palegreen, fontname=Helvetica"
 _DROP_STYLE = "shape=octagon, style=filled, fillcolor=lightpink, fontname=Helvetica"
+_PROXY_STYLE = "shape=component, style=filled, fillcolor=thistle, fontname=Courier, fontsize=10"
 _SRC_STYLE = "shape=ellipse, style=filled, fillcolor=gray90, fontname=Helvetica"
 
 
@@ -332,12 +348,24 @@ def trace_to_dot(result: TraceResult, *, base_chains: Mapping[str, str] | None =
         stack: list[str] = []  # chains entered in this hook (returns go back down it)
         for i, step in enumerate(steps):
             nid = step.node_id
+            if step.kind == "proxy":
+                # The connection ends at the proxy's socket; the proxy's own connection to
+                # the endpoint starts a new walk from the node (OUTPUT onwards).
+                dot.node(nid, "")
+                lines = rules_in.setdefault(nid, ["kube-proxy (userspace proxy)"])
+                if _short(step.rule, 96) not in lines:
+                    lines.append(_short(step.rule, 96))
+                dot.edge(prev_hook_node, nid, "penwidth=2, color=steelblue4")
+                prev_hook_node, hook, stack = nid, None, []
+                continue
             h = _hook_of(step, bases)
             if h is not None and h != hook:
                 # The walk reaches the next hook: a backbone edge, then its base chain.
                 hook_node = f"hook {h}"
                 dot.node(hook_node, f"label={_q(h)}, {_HOOK_STYLE}", cluster=h)
-                dot.edge(prev_hook_node, hook_node, "penwidth=2, color=steelblue4")
+                label = ', label="new connection\\nfrom the node"' \
+                    if prev_hook_node.startswith("kube-proxy") else ""
+                dot.edge(prev_hook_node, hook_node, "penwidth=2, color=steelblue4" + label)
                 prev_hook_node, hook, stack = hook_node, h, []
             if h is not None and nid not in stack:
                 # Another base chain at this hook (another table, or IPVS after filter).
@@ -364,10 +392,11 @@ def trace_to_dot(result: TraceResult, *, base_chains: Mapping[str, str] | None =
             target = _dnat_target(step)
             if target is not None and outcome.delivered_to is not None:
                 before = _hp(p.dst, p.dport)
-                nat = f"DNAT {before} -> {target}"
-                text = f"DNAT (destination rewrite)\n{before}\n-> {target}"
+                how = "REDIRECT" if target.startswith("this node") else "DNAT"
+                nat = f"{how} {before} -> {target}"
+                text = f"{how} (destination rewrite)\n{before}\n-> {target}"
                 dot.node(nat, f"label={_q(text)}, {_NAT_STYLE}", cluster=hook or "?")
-                dot.edge(nid, nat, 'label="DNAT", color=firebrick, fontcolor=firebrick, '
+                dot.edge(nid, nat, f'label="{how}", color=firebrick, fontcolor=firebrick, '
                                    "penwidth=1.5")
             if _is_masquerade(step) and outcome.source_seen is not None:
                 nat = f"SNAT {p.src} -> {outcome.source_seen}"
@@ -382,7 +411,8 @@ def trace_to_dot(result: TraceResult, *, base_chains: Mapping[str, str] | None =
         shown = lines[: max_rules + 1]
         if len(lines) > len(shown):
             shown.append(f"(+{len(lines) - len(shown)} more)")
-        dot.nodes[nid] = f"label={_left(shown)}, {_CHAIN_STYLE}"
+        style = _PROXY_STYLE if nid.startswith("kube-proxy") else _CHAIN_STYLE
+        dot.nodes[nid] = f"label={_left(shown)}, {style}"
     return dot.text()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import attrs
 from hypothesis import strategies as st
 
 from backends.mockkernel import MockKernel
@@ -140,8 +141,6 @@ def test_divergence_nodeport_filter_on_every_local_address() -> None:
                               endpoints=[endpoint("10.244.2.7", 8080)])
     # localhostNodePorts off: 127.0.0.1 is no NodePort address, yet the filter matches it.
     cfg = KubeProxyConfiguration(cluster_cidr="10.244.0.0/16")
-    import attrs
-
     cfg = attrs.evolve(cfg, iptables=attrs.evolve(cfg.iptables, localhost_node_ports=False))
     state = state_of(no_eps, etp_remote, config=cfg)
     for sp, verdict in ((no_eps, "REJECT"), (etp_remote, "DROP")):

@@ -283,3 +283,33 @@ def test_convert_dot_is_identity_and_unknown_formats_are_refused() -> None:
     assert convert("digraph g {}\n", "dot") == b"digraph g {}\n"
     with pytest.raises(InvalidInput, match="unknown picture format"):
         convert("digraph g {}", "gif")
+
+
+def test_userspace_trace_ends_at_the_proxy_and_starts_again(cluster: Any) -> None:
+    result, _ = _trace(cluster, "userspace",
+                       Packet(src=CLIENT, dst=_node_ip(cluster), dport=30080),
+                       service="default/myapp")
+    steps = [parse_step(r) for r in result.outcomes[0].rules]
+    assert any(s.kind == "proxy" for s in steps), "the userspace trace names the proxy socket"
+    dot = trace_to_dot(result)
+    edges = _edges(dot)
+    proxy = "kube-proxy userspace proxy"
+    assert proxy in _nodes(dot)
+    # In: the packet was REDIRECTed to the proxy's port and delivered locally (INPUT) ...
+    assert any(b == proxy for _a, b, _ in edges)
+    assert any('label="REDIRECT"' in at for _, _, at in edges)
+    # ... out: the proxy's own connection leaves through OUTPUT.
+    assert any(a == proxy and b == "hook OUTPUT" and "new connection" in at
+               for a, b, at in edges)
+
+
+def test_nft_masquerade_is_the_statement_not_the_chain_name(cluster: Any) -> None:
+    result, rendering = _trace(cluster, "nftables",
+                               Packet(src=CLIENT, dst=_node_ip(cluster), dport=30080))
+    dot = trace_to_dot(result, base_chains=nft_base_chains(rendering.section("ruleset")))
+    snat_from = {a for a, _b, at in _edges(dot) if 'label="SNAT"' in at}
+    # Only the chain holding the `masquerade` statement rewrites the source; the chains
+    # that jump to mark-for-masquerade merely mark the packet.
+    masq_chains = {f"{s.table} {s.chain}" for o in result.outcomes for s in map(parse_step, o.rules)
+                   if re.search(r"(^|\s)masquerade(\s|$)", s.rule)}
+    assert masq_chains and snat_from == masq_chains

@@ -202,3 +202,37 @@ def test_sync_follows_scaling_and_config_and_leaves_the_host_alone(kernel_tools:
         assert len(check.observed.answers) == 1
     assert lab_namespaces(name) == []
     assert host_snapshot() == before
+
+
+def test_userspace_mode_runs_the_real_proxy(env: tuple[list[str], str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("backends.userspace.proxier")
+    state, name = env
+    code, out, err = run(capsys, *state, "lab", "up", "--mode", "userspace", *FILES,
+                         "--name", name)
+    assert code == 0, err
+    meta = executor.load_meta(name)
+    assert meta is not None
+    proxies = {k: v for k, v in meta["pids"].items() if k.startswith("proxy/")}
+    assert len(proxies) == 3 and all(executor._alive(p) for p in proxies.values())
+    st = json.loads(run(capsys, *state, "lab", "status", "--name", name, "-o", "json")[1])[0]
+    myapp = sorted(p["pod"] for p in st["pods"] if p["pod"].startswith("default/myapp-"))
+    dns = sorted(p["pod"] for p in st["pods"] if p["pod"].startswith("kube-system/"))
+    for source, target in ((f"pod/{dns[0]}", "10.99.99.99:8080"),
+                           ("node/kind-worker", "10.99.99.99:8080"),
+                           ("external", "172.18.0.4:30080"),
+                           (f"pod/{myapp[0]}", "10.96.0.10:53/udp"),
+                           # No endpoints: the proxy accepts, then closes.
+                           (f"pod/{myapp[0]}", "10.96.0.1:443")):
+        code, out, err = run(capsys, *state, "lab", "probe", "--name", name, "--from", source,
+                             "--to", target, "--count", "12", "--check", "-o", "json")
+        r = json.loads(out)
+        assert code == 0 and r["agree"], out
+    # Round robin: exactly even over 12 attempts and 3 (or 2) endpoints.
+    code, out, _ = run(capsys, *state, "lab", "probe", "--name", name, "--from",
+                       "node/kind-worker", "--to", "10.99.99.99:8080", "--count", "12",
+                       "-o", "json")
+    assert sorted(json.loads(out)["observed"]["answers"].values()) == [4, 4, 4]
+    assert run(capsys, *state, "lab", "down", "--name", name)[0] == 0
+    assert all(not executor._alive(p) for p in proxies.values())
+    assert lab_namespaces(name) == []

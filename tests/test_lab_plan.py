@@ -50,7 +50,7 @@ def _commands(plan: LabPlan) -> list[Command]:
 def test_one_namespace_per_node_and_pod_plus_underlay_and_client(plan: LabPlan) -> None:
     cluster_pods = 3 + 2  # web replicas + kind's two CoreDNS pods
     assert len(plan.nodes) == len(KIND_NODES)
-    assert len(plan.pods) == cluster_pods
+    assert len([p for p in plan.pods if not p.host_network]) == cluster_pods
     assert len(plan.namespaces) == len(set(plan.namespaces)) == 2 + len(KIND_NODES) + cluster_pods
     assert all(ns.startswith("ksl-t1-") for ns in plan.namespaces)
 
@@ -65,8 +65,17 @@ def test_nodes_carry_the_clusters_addresses(plan: LabPlan) -> None:
         assert ipaddress.ip_address(n.ip) in ipaddress.ip_network(plan.underlay_cidr)
 
 
+def test_the_apiserver_endpoint_answers_from_the_control_plane(plan: LabPlan) -> None:
+    # default/kubernetes -> 172.18.0.2:6443, the static pod kubeadm names like this.
+    api = plan.pod("kube-system/kube-apiserver-kind-control-plane")
+    cp = plan.node("kind-control-plane")
+    assert (api.host_network, api.netns, api.ip, api.tcp_ports) == (True, cp.netns, cp.ip,
+                                                                    (6443,))
+    assert api.netns not in plan.namespaces[-len(plan.pods):] or api.netns == cp.netns
+
+
 def test_pods_get_their_ip_and_ports_inside_their_nodes_cidr(plan: LabPlan) -> None:
-    for p in plan.pods:
+    for p in (p for p in plan.pods if not p.host_network):
         node = plan.node(p.node)
         assert ipaddress.ip_address(p.ip) in ipaddress.ip_network(node.pod_cidr)
     web = [p for p in plan.pods if p.name.startswith("web-")]
@@ -113,7 +122,7 @@ def test_routes_reach_every_other_nodes_pods(plan: LabPlan) -> None:
 
 def test_hairpin_and_kube_proxy_sysctls(plan: LabPlan) -> None:
     text = "\n".join(str(c) for c in plan.build_commands())
-    assert text.count("hairpin on") == len(plan.pods)
+    assert text.count("hairpin on") == len([p for p in plan.pods if not p.host_network])
     for n in plan.nodes:
         assert f"ip netns exec {n.netns} sysctl -q -w net.ipv4.ip_forward=1" in text
         assert f"ip netns exec {n.netns} sysctl -q -w net.ipv4.conf.all.route_localnet=1" in text

@@ -227,7 +227,7 @@ def test_jump_to_missing_chain_and_unknown_target() -> None:
 
 
 def test_lenient_unknown_is_an_explicit_outcome() -> None:
-    text = "*filter\n-A FORWARD -d 10.9.9.9 -m physdev --physdev-in x -j DROP\nCOMMIT\n"
+    text = "*filter\n-A FORWARD -d 10.9.9.9 -m owner --uid-owner 0 -j DROP\nCOMMIT\n"
     k = kernel(text, lenient=True)
     assert k.warnings
     assert dist(k, Packet(POD, "10.9.9.9", 80)) == {("UNKNOWN", None, None): 1}

@@ -529,11 +529,11 @@ def test_cli_bad_input_is_an_error_not_a_traceback(
 def test_cli_bad_dump_names_line_and_option(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     dump = tmp_path / "bad.rules"
-    dump.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m physdev --physdev-in x -j DROP\nCOMMIT\n")
+    dump.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m owner --uid-owner 0 -j DROP\nCOMMIT\n")
     rc, _out, err = _cli(["trace", "--rules", str(dump), "--node-ip", "192.168.0.2",
                           "--src", "1.1.1.1", "--dst", "192.168.0.2:22"], capsys)
     assert rc == 1
-    assert f"{dump}:3" in err and "-m physdev" in err
+    assert f"{dump}:3" in err and "-m owner" in err
     rc, out, _err = _cli(["trace", "--rules", str(dump), "--node-ip", "192.168.0.2", "--lenient",
                           "--src", "1.1.1.1", "--dst", "192.168.0.2:22"], capsys)
     assert rc == 0 and "UNKNOWN" in out

@@ -39,7 +39,7 @@ def test_round_robin_over_a_shuffled_list() -> None:
 
 
 def test_shuffle_is_uniform_over_seeds() -> None:
-    firsts = Counter()
+    firsts: Counter[str] = Counter()
     for seed in range(300):
         lb = _lb([0.0], seed)
         lb.new_service("s", None)

@@ -4,9 +4,11 @@ proxy's own connection from the node, round robin, affinity, UDP sessions."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from fractions import Fraction
+from pathlib import Path
 
 import attrs
 import pytest
@@ -222,3 +224,34 @@ def test_physdev_rule_parses_in_the_mock_kernel() -> None:
         "*nat\n:PREROUTING ACCEPT [0:0]\n"
         "-A PREROUTING -m physdev ! --physdev-is-in -j ACCEPT\nCOMMIT\n") if t.name == "nat"]
     assert nat.chains["PREROUTING"].rules
+
+
+def test_kservice_trace_mode_userspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kservice.cli import main
+
+    state = str(tmp_path / "state.db")
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n"
+                        "  clusterIP: 10.96.50.50\n  ports:\n  - name: http\n    port: 80\n")
+    rc = main(["--state", state, "trace", "--mode", "userspace", "--node", "kind-worker",
+               "-f", str(manifest), "--src", "172.18.0.9", "--dst", "10.96.50.50:80",
+               "-o", "json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    # No endpoints: the proxy accepts the connection and closes it. Proxy ports go in
+    # service-port order: default/kubernetes:https 32768, default/web:http 32769. From
+    # outside, REDIRECT goes to eth0's address (kind-worker's node IP).
+    (outcome,) = out["outcomes"]
+    assert (outcome["verdict"], outcome["delivered_to"], outcome["source_seen"]) == (
+        "ACCEPT", "172.18.0.3:32769", "172.18.0.9")
+    assert any("REDIRECT --to-ports 32769" in r for r in outcome["rules"])
+
+
+def test_localhost_node_port_from_the_node() -> None:
+    # "-m addrtype --dst-type LOCAL" includes 127.0.0.1: the node reaches NodePorts on
+    # localhost too (DNAT to the host IP, then the proxy).
+    k = _kernel(_port(node_port=30080))
+    res = k.trace(Packet("127.0.0.1", "127.0.0.1", 30080))
+    assert {o.delivered_to for o in res.outcomes} == {"10.244.1.5:8080", "10.244.2.7:8080"}
+    assert any("KUBE-NODEPORT-HOST" in r and "192.168.0.10:32768" in r
+               for r in res.outcomes[0].rules)

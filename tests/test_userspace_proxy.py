@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from backends.userspace.echo import EchoPool
-from backends.userspace.proxier import ENDPOINT_DIAL_TIMEOUTS, UDP_IDLE_TIMEOUT, Proxier
+from backends.userspace.proxier import (
+    ENDPOINT_DIAL_TIMEOUTS,
+    UDP_IDLE_TIMEOUT,
+    Listening,
+    Proxier,
+)
 from kservice.errors import BackendError
 from kservice.proxy.types import (
     Endpoint,
@@ -103,8 +108,8 @@ def _echo(s: socket.socket, payload: bytes) -> bytes:
     return got
 
 
-def _tcp_port(listening: tuple[object, ...], name: str = "default/rr:p") -> int:
-    return next(x.port for x in listening if x.service == name)  # type: ignore[attr-defined]
+def _tcp_port(listening: tuple[Listening, ...], name: str = "default/rr:p") -> int:
+    return next(x.port for x in listening if x.service == name)
 
 
 # ------------------------------------------------------------------- round robin

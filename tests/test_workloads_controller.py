@@ -173,7 +173,7 @@ def test_unschedulable_pod_stays_pending() -> None:
     assert p.status.phase == "Pending" and not p.status.ips
 
 
-def test_ip_reused_lowest_first_after_delete() -> None:
+def test_pod_ips_follow_host_local_round_robin() -> None:
     c = kind_cluster()
     _deploy(c, replicas=2)
     pods = c.list("Pod", "default")
@@ -181,8 +181,26 @@ def test_ip_reused_lowest_first_after_delete() -> None:
     node = pods[0].spec.node_name
     c.delete("Pod", pods[0].metadata.name, "default")
     new = next(p for p in c.list("Pod", "default") if p.metadata.name != pods[1].metadata.name)
-    # the replacement goes to the emptier node -- the one just freed -- and its lowest IP
-    assert new.spec.node_name == node and new.status.pod_ip == freed
+    # the replacement goes to the emptier node -- the one just freed -- and host-local hands
+    # out the address after the last one it gave, not the freed one
+    assert new.spec.node_name == node
+    net = ipaddress.ip_network(c.get("Node", node, "").pod_cidrs[0])
+    assert new.status.pod_ip == str(ipaddress.ip_address(freed) + 1) != freed
+    assert ipaddress.ip_address(new.status.pod_ip) in net
+
+
+def test_ipam_wraps_and_reports_a_full_range() -> None:
+    from kservice.errors import RangeFull
+    from kservice.workloads._ipam import PodIPAM
+
+    ipam = PodIPAM()
+    got = [ipam.allocate("n", "10.0.0.0/29") for _ in range(5)]  # .2-.6 (.7 is broadcast)
+    assert got == [f"10.0.0.{i}" for i in range(2, 7)]
+    with pytest.raises(RangeFull):
+        ipam.allocate("n", "10.0.0.0/29")
+    ipam.release("n", "10.0.0.0/29", "10.0.0.3")
+    assert ipam.allocate("n", "10.0.0.0/29") == "10.0.0.3"  # wrapped around
+    assert ipam.allocate("n", "fd00::/126") == "fd00::2"
 
 
 @settings(max_examples=20, deadline=None)

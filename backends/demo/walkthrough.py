@@ -242,7 +242,10 @@ def run(write: Callable[[str], None], *, examples: Path | None = None, seed: int
         raise InvalidInput(f"examples directory {examples} not found; pass --examples DIR")
     out = _Out(write)
     cluster = demo_cluster()
-    out.title(f"kservice apply -f {examples.name}/",
+    out.write("kservice demo: the seed note's Services on a throwaway kind-shaped cluster; "
+              "rules as kube-proxy v1.34 writes them, packets traced in the mock kernel.\n")
+    shown = "docs/examples/" if examples == DEFAULT_EXAMPLES else f"{examples}/"
+    out.title(f"kservice apply -f {shown}",
               "Apply the note's manifests to a fresh cluster (3 kind nodes; no state file "
               "is touched).")
     out.text("\n".join(load_examples(cluster, examples)))

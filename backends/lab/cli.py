@@ -12,9 +12,10 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
-from backends.lab import executor, rules
+from backends.lab import executor, rules, userspace
 from backends.lab.executor import Executor, Progress, list_labs, load_meta, save_meta, teardown
 from backends.lab.plan import LabPlan, plan_lab, reconcile, validate_lab_name
 from backends.lab.probe import (
@@ -26,7 +27,7 @@ from backends.lab.probe import (
     probe,
 )
 from kservice.cluster import Cluster
-from kservice.errors import InvalidInput
+from kservice.errors import BackendError, InvalidInput
 
 __all__ = ["register"]
 
@@ -146,7 +147,8 @@ def _out(text: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     name = _lab_name(args, creating=True)
-    cluster = load_cluster(getattr(args, "state", None), args.filename)
+    state_path = getattr(args, "state", None)
+    cluster = load_cluster(state_path, args.filename)
     plan = plan_lab(cluster, name)
     if args.mode == "userspace":
         _require_userspace()
@@ -156,14 +158,25 @@ def cmd_up(args: argparse.Namespace) -> int:
             _out(str(cmd))
         for node in plan.nodes:
             loader, text = loads[node.name]
-            if loader:
-                _out(f"ip netns exec {node.netns} {loader} "
-                     f"{'-f - ' if loader == 'nft' else ''}<<'EOF'\n{text.rstrip()}\nEOF")
+            if args.mode == "userspace":
+                _out(f"ip netns exec {node.netns} "
+                     + " ".join(userspace.proxy_argv("python3", state_path, args.filename,
+                                                     node.name))
+                     + "   # then its ports replace the rendered ones below")
+            _out(f"ip netns exec {node.netns} {loader} "
+                 f"{'-f - ' if loader == 'nft' else ''}<<'EOF'\n{text.rstrip()}\nEOF")
         return 0
-    meta = executor.build(plan, loads, mode=args.mode, state_path=getattr(args, "state", None),
+    if args.mode == "userspace":
+        # The portal rules need the proxy's real ports: loaded once the proxies run.
+        loads = {n: ("", "") for n in loads}
+    meta = executor.build(plan, loads, mode=args.mode, state_path=state_path,
                           extra_meta={"files": list(args.filename or [])})
     if args.mode == "userspace":
-        _start_userspace(plan, meta, getattr(args, "state", None), args.filename)
+        try:
+            _start_userspace(plan, meta, cluster, state_path, args.filename)
+        except BaseException:
+            teardown(name, load_meta(name) or meta)
+            raise
     _out(f'lab "{name}" is up ({args.mode}): {len(plan.nodes)} nodes, '
          f"{sum(1 for p in plan.pods if not p.host_network)} pods, external client "
          f"{plan.external.ip}" + ("" if meta["bridge_nf"] else
@@ -173,27 +186,56 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _require_userspace() -> None:
     try:
-        import backends.userspace  # noqa: F401
+        import backends.userspace.proxier  # noqa: F401
     except ImportError:
         raise InvalidInput("--mode userspace needs the userspace proxy (backends.userspace), "
                            "which is not installed here") from None
 
 
-def _start_userspace(plan: LabPlan, meta: dict[str, Any], state: str | None,
-                     files: list[str] | None) -> None:
-    """One ``kservice proxy --node NAME`` per node, inside the node's namespace."""
+#: How long a started userspace proxy gets to report its ports.
+PROXY_READY_TIMEOUT = 30.0
+
+
+def _start_userspace(plan: LabPlan, meta: dict[str, Any], cluster: Cluster,
+                     state: str | None, files: list[str] | None) -> None:
+    """One real ``kservice proxy --mode userspace`` per node, inside the node's namespace;
+    then the portal rules, pointing at the ports each proxy reported."""
     ex = Executor(plan.name)
+    logs = {}
     for node in plan.nodes:
-        argv = [sys.executable, "-c", "import sys; from kservice.cli import main; "
-                "sys.exit(main(sys.argv[1:]))"]
-        if state:
-            argv += ["--state", state]
-        argv += ["proxy", "--node", node.name]
-        for f in files or []:
-            argv += ["-f", f]
         log = executor.lab_dir() / plan.name / f"proxy.{node.name}.log"
-        meta["pids"][f"proxy/{node.name}"] = ex.start_process(node.netns, argv, log)
+        meta["pids"][f"proxy/{node.name}"] = ex.start_process(
+            node.netns, userspace.proxy_argv(sys.executable, state, files, node.name), log)
+        logs[node.name] = log
     save_meta(meta)
+    _load_userspace_rules(ex, plan, cluster, logs, set())
+
+
+def _load_userspace_rules(ex: Executor, plan: LabPlan, cluster: Cluster,
+                          logs: dict[str, Any], stale: set[str]) -> None:
+    deadline = time.monotonic() + PROXY_READY_TIMEOUT
+    for node in plan.nodes:
+        listening = None
+        for _ in range(int(PROXY_READY_TIMEOUT / 0.1) + 1):
+            listening = userspace.listening_from_log(logs[node.name])
+            if (listening is not None and json.dumps(listening) not in stale) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if listening is None:
+            raise BackendError(f"the userspace proxy on {node.name} reported no ports within "
+                               f"{PROXY_READY_TIMEOUT:.0f}s: "
+                               f"{_tail(logs[node.name])}")
+        text = userspace.rules_for(rules.node_state(cluster, plan, node.name), listening)
+        ex.in_netns(node.netns, "iptables-restore", stdin=text,
+                    why=f"the userspace proxier's portal rules on {node.name}")
+
+
+def _tail(path: Any) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-3:])
+    except OSError:
+        return "(no output)"
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -324,11 +366,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
         with Progress().step("updating the pods"):
             meta = executor.apply_pod_changes(ex, meta, changes)
     with Progress().step("re-loading kube-proxy's rules"):
-        executor.load_rules(ex, changes.plan, payloads(cluster, changes.plan, meta["mode"]))
+        if meta["mode"] == "userspace":
+            # The running proxies re-read the state file themselves (every second); their
+            # newest port report is what the rules must point at.
+            time.sleep(USERSPACE_RESYNC_WAIT)
+            logs = {n.name: executor.lab_dir() / name / f"proxy.{n.name}.log"
+                    for n in changes.plan.nodes}
+            _load_userspace_rules(ex, changes.plan, cluster, logs, set())
+        else:
+            executor.load_rules(ex, changes.plan, payloads(cluster, changes.plan, meta["mode"]))
     pods = "" if not (changes.added or changes.removed) else (
         f"; pods: {len(changes.added)} added, {len(changes.removed)} removed")
     _out(f'lab "{name}": rules re-rendered and loaded on {len(plan.nodes)} nodes{pods}')
     return 0
+
+
+#: The userspace proxy's --sync-period (1 s) plus a margin.
+USERSPACE_RESYNC_WAIT = 1.5
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -426,8 +426,15 @@ def _external_ip(cidr: str, used: set[str]) -> str:
     raise InvalidInput(f"no free address for the external client in {cidr}")
 
 
-def plan_from_objects(lab: str, nodes: list[Any], pods: list[Any], services: list[Any]) -> LabPlan:
-    """The plan for Node, Pod and Service objects (``kservice.models``)."""
+def plan_from_objects(lab: str, nodes: list[Any], pods: list[Any], services: list[Any],
+                      slices: list[Any] | None = None) -> LabPlan:
+    """The plan for Node, Pod, Service and EndpointSlice objects (``kservice.models``).
+
+    An endpoint on a node's own address that no hostNetwork pod serves (the apiserver
+    behind ``default/kubernetes``: a static pod the store does not hold) gets a responder
+    in the node's namespace too, named as kubeadm names the static pod
+    (``kube-system/kube-apiserver-<node>``) or ``<ns>/<service>-host-<node>``.
+    """
     validate_lab_name(lab)
     prefix = netns_prefix(lab)
     node_plans: list[NodePlan] = []
@@ -473,6 +480,7 @@ def plan_from_objects(lab: str, nodes: list[Any], pods: list[Any], services: lis
             ip=ips[0], host_port=f"vp{j}", tcp_ports=sorted(tcp), udp_ports=sorted(udp),
             host_network=host_net,
         ))
+    pod_plans += _host_endpoints(node_plans, pod_plans, slices or [])
     node_ips = [n.ip for n in node_plans]
     cidr = _underlay_cidr(node_ips)
     vips: list[str] = []
@@ -494,10 +502,46 @@ def plan_from_objects(lab: str, nodes: list[Any], pods: list[Any], services: lis
                    nodes=node_plans, pods=pod_plans, external=external)
 
 
+def _host_endpoints(nodes: list[NodePlan], pods: list[PodPlan], slices: list[Any]
+                    ) -> list[PodPlan]:
+    by_ip = {n.ip: n for n in nodes}
+    served = {(p.ip, port, "TCP") for p in pods for port in p.tcp_ports} | {
+        (p.ip, port, "UDP") for p in pods for port in p.udp_ports}
+    wanted: dict[tuple[str, str, str], tuple[set[int], set[int]]] = {}
+    for sl in slices:
+        m = sl.to_manifest()
+        if m.get("addressType") != "IPv4":
+            continue
+        meta = m.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
+        ns = meta.get("namespace", "default")
+        for ep in m.get("endpoints") or ():
+            for ip in ep.get("addresses") or ():
+                node = by_ip.get(ip)
+                if node is None:
+                    continue
+                for port in m.get("ports") or ():
+                    number, proto = port.get("port"), (port.get("protocol") or "TCP")
+                    if not number or proto not in ("TCP", "UDP") or (ip, number, proto) in served:
+                        continue
+                    name = (f"kube-apiserver-{node.name}" if (ns, svc) == ("default", "kubernetes")
+                            else f"{svc}-host-{node.name}")
+                    pod_ns = "kube-system" if (ns, svc) == ("default", "kubernetes") else ns
+                    tcp, udp = wanted.setdefault((pod_ns, name, node.name), (set(), set()))
+                    (tcp if proto == "TCP" else udp).add(int(number))
+    return [PodPlan(namespace=pod_ns, name=name, node=node, netns=by_name.netns, ip=by_name.ip,
+                    host_port="", tcp_ports=sorted(tcp), udp_ports=sorted(udp),
+                    host_network=True)
+            for (pod_ns, name, node), (tcp, udp) in sorted(wanted.items())
+            for by_name in [next(n for n in nodes if n.name == node)]]
+
+
 def plan_lab(cluster: Cluster, lab: str) -> LabPlan:
-    """The plan for the cluster's Nodes and Pods (running, with an IPv4 address)."""
+    """The plan for the cluster's Nodes and Pods (running, with an IPv4 address), and the
+    node-address endpoints without a pod (the apiserver)."""
     kinds = cluster.kinds
     nodes = cluster.list("Node") if "Node" in kinds else []
     pods = cluster.list("Pod") if "Pod" in kinds else []
     services = cluster.list("Service") if "Service" in kinds else []
-    return plan_from_objects(lab, nodes, pods, services)
+    slices = cluster.list("EndpointSlice") if "EndpointSlice" in kinds else []
+    return plan_from_objects(lab, nodes, pods, services, slices)

@@ -30,6 +30,8 @@ __all__ = ["Expectation", "Observation", "Source", "chi_square_p", "disagreement
 
 REFUSED = "refused"
 TIMEOUT = "timeout"
+#: Connected, then EOF without an answer (the agent's "closed").
+CLOSED = "closed"
 #: A chi-square p-value below this fails (generous: a real mismatch is far below it).
 P_THRESHOLD = 1e-4
 
@@ -206,7 +208,11 @@ def expectation(plan: LabPlan, result: TraceResult, proto: str) -> Expectation:
             ip = ip.strip("[]")
             pod = next((p for p in plan.pods if p.ip == ip and int(port) in
                         (p.udp_ports if proto == "udp" else p.tcp_ports)), None)
-            if pod is not None and _reply_bypasses_nat(plan, result.node, o, pod.node):
+            if any(r.endswith("connection accepted, then closed") for r in o.rules):
+                # The userspace proxier accepted the connection on its own socket and,
+                # finding no endpoint, closed it: the client connects, then reads EOF.
+                key = CLOSED
+            elif pod is not None and _reply_bypasses_nat(plan, result.node, o, pod.node):
                 key = TIMEOUT
                 asymmetric.append(f"{o.delivered_to} (source {o.source_seen}, "
                                   f"{o.probability})")
@@ -217,14 +223,24 @@ def expectation(plan: LabPlan, result: TraceResult, proto: str) -> Expectation:
                                                       for n in plan.nodes) or \
                     ip.startswith("127."):
                 # Delivered to a lab host where nothing listens on that port: the kernel
-                # answers TCP with a RST and UDP with ICMP port unreachable.
-                key = REFUSED
+                # answers TCP with a RST and UDP with ICMP port unreachable -- unless a
+                # userspace proxy sits in between: the client's connection ends at the
+                # proxy, which closes it when its own dial fails (UDP: nothing comes back).
+                if _proxied(o.rules):
+                    key = CLOSED if proto == "tcp" else TIMEOUT
+                else:
+                    key = REFUSED
             else:
                 key = TIMEOUT  # routed out of the cluster, where nobody answers
         else:
             key = f"unknown:{o.verdict}"
         shares[key] = shares.get(key, Fraction(0)) + o.probability
     return Expectation(shares, sources, tuple(asymmetric))
+
+
+def _proxied(rules: tuple[str, ...]) -> bool:
+    """Did a userspace proxy's socket take the connection (its rule-path entry)?"""
+    return any(r.startswith("kube-proxy ") and " socket " in r for r in rules)
 
 
 def _last_node(first: str, rules: tuple[str, ...]) -> str:

@@ -37,8 +37,9 @@ MODES: dict[str, tuple[str, str, str]] = {
     "iptables": ("iptables", "save", "iptables-restore"),
     # kube-proxy's own transaction (it creates, flushes and fills table ip kube-proxy).
     "nftables": ("nftables", "transaction", "nft"),
-    # The userspace proxy programs no kernel rules of its own; it listens on the node.
-    "userspace": ("userspace", "", ""),
+    # The userspace proxier's portal rules (REDIRECT/DNAT to its sockets), loaded once the
+    # real proxy reported its ports (backends.lab.userspace).
+    "userspace": ("userspace", "iptables", "iptables-restore"),
 }
 
 

@@ -27,6 +27,7 @@ from backends.lab.probe import (
 )
 from kservice.backend import Rendering
 from kservice.cluster import Cluster
+from kservice.errors import InvalidInput
 from kservice.proxy.types import NodeProxyState
 from kservice.trace import Packet, TraceResult
 
@@ -70,6 +71,9 @@ class Lab:
     @classmethod
     def up(cls, cluster: Cluster, name: str, mode: str = "iptables",
            progress: Progress | None = None) -> Lab:
+        if mode == "userspace":
+            raise InvalidInput("the userspace mode runs `kservice proxy`, which reads a state "
+                               "file: use `kservice lab up --mode userspace`")
         lab = cls(plan_lab(cluster, name), mode)
         lab._render(cluster)
         executor.build(lab.plan, lab._payloads(), mode=mode, state_path=None,

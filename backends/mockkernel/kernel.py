@@ -557,6 +557,19 @@ class MockKernel:
 
     # ------------------------------------------------------------------ public API
 
+    def packet_state(self, packet: Packet, *, entry: str | None = None, commit: bool = False,
+                     rng: random.Random | None = None) -> PacketState:
+        """A fresh packet state entering where ``entry`` (or its source) says.
+
+        For plug-ins that originate packets themselves (a userspace proxy's own
+        connection): adjust the state, then :meth:`walk` it.
+        """
+        return self._start(packet, entry, commit, rng)
+
+    def walk(self, st: PacketState) -> list[tuple[Fraction, PacketState, Verdict, str]]:
+        """Every branch of ``st``'s path through the hooks: (probability, state, verdict, where)."""
+        return self._path(st)
+
     def trace(self, packet: Packet, *, entry: str | None = None,
               mode: str = "iptables") -> TraceResult:
         """Every possible fate of ``packet`` with its exact probability; no state changes.

@@ -19,9 +19,8 @@ A handler's branches replace the consumed packet: the outcome of a proxied packe
 the *proxy's* connection ends up, and ``source_seen`` is the proxy's source address -- the
 client address is gone, as it is on a real node.
 
-Engine API used: ``MockKernel._start`` and ``MockKernel._path`` (a walk from a fresh packet).
-A public ``MockKernel.walk(packet, entry=, commit=, rng=)`` would let this module stop
-reaching into the kernel; the kernel's owner may add it (one line: ``return self._path(self._start(...))``).
+Engine API used: ``MockKernel.packet_state`` and ``MockKernel.walk`` (a walk from a fresh
+packet).
 """
 
 from __future__ import annotations
@@ -125,8 +124,8 @@ def connect(kernel: Any, via: PacketState, *, dst: str, dport: int, sport: int,
     packet = Packet(src=src, dst=dst, dport=dport, sport=sport, proto=via.proto)
     if via.commit:
         _confirm(kernel, via)
-    st = kernel._start(packet, "local", via.commit, via.rng)
+    st = kernel.packet_state(packet, entry="local", commit=via.commit, rng=via.rng)
     st.notes["socket_depth"] = depth + 1
     st.rules = [*via.rules, note]
     # The engine confirms (in send) the state it gets back -- this new connection's.
-    return [(p, s, v) for p, s, v, _where in kernel._path(st)]
+    return [(p, s, v) for p, s, v, _where in kernel.walk(st)]

@@ -401,7 +401,11 @@ class Proxier:
         reset = False
         for timeout in self.dial_timeouts:
             endpoint = self.lb.next_endpoint(svc.name, client_ip, reset=reset)
-            host, port = self._resolve(svc.name, endpoint)
+            try:
+                host, port = self._resolve(svc.name, endpoint)
+            except Exception as exc:  # a broken resolver must not kill the accept path
+                raise BackendError(f"cannot resolve endpoint {endpoint} of {svc.name}: "
+                                   f"{exc}") from None
             try:
                 return endpoint, await asyncio.wait_for(dial(host, port), timeout)
             except (TimeoutError, OSError):

@@ -112,9 +112,15 @@ def pod_endpoint_ports(svc: Service, pod: Pod) -> PortsKey:
         num = find_port(pod, tp, protocol)
         if num is None:
             continue
-        out.append(EndpointPort(name=sp.name, port=num, protocol=protocol,
-                                app_protocol=sp.app_protocol))
-    return tuple(out)
+        out.append((sp.name, num, protocol, sp.app_protocol))
+    return _ports_key(tuple(out))
+
+
+@functools.lru_cache(maxsize=8192)
+def _ports_key(spec: tuple[tuple[str, int, str, str | None], ...]) -> PortsKey:
+    # Every pod of a Service resolves to one of very few port mappings: share them.
+    return tuple(EndpointPort(name=n, port=p, protocol=pr, app_protocol=a)
+                 for n, p, pr, a in spec)
 
 
 def endpoint_identity(ep: SliceEndpoint) -> tuple[Any, ...]:

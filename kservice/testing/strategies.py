@@ -226,8 +226,7 @@ def _pods(draw: st.DrawFn, *, family: str, max_endpoints: int, hints: bool,
     its readiness probe still passes; a not-ready one is not serving.
     """
     plan = ADDRESS_PLAN[family]
-    n = draw(st.integers(1 if max_endpoints else 0, max_endpoints) if max_endpoints else
-             st.just(0))
+    n = draw(st.integers(0, max_endpoints))
     with_hints = hints and draw(st.integers(0, 3)) == 0
     out: dict[str, tuple[str, str, bool, bool, bool, frozenset[str]]] = {}
     for _ in range(n):
@@ -324,6 +323,7 @@ def node_states(
     families: st.SearchStrategy[str] | None = None,
     dual_stack: st.SearchStrategy[bool] | None = None,
     configs: st.SearchStrategy[KubeProxyConfiguration] | None = None,
+    zones: st.SearchStrategy[str | None] | None = None,
     max_services: int = 3,
     max_ports: int = 2,
     max_endpoints: int = 3,
@@ -331,7 +331,9 @@ def node_states(
     """One node's proxier snapshot for one family (see module docstring)."""
     family = draw(families if families is not None else st.sampled_from(["IPv4", "IPv6"]))
     dual = draw(dual_stack if dual_stack is not None else st.booleans())
-    zone = draw(st.sampled_from([None, "z1", "z2"]))
+    # topology.kubernetes.io/zone is optional on a Node; without it topology hints are
+    # ignored (CategorizeEndpoints needs the node's zone).
+    zone = draw(zones if zones is not None else st.sampled_from([None, "z1", "z2"]))
     node = _node(family, dual, zone)
     config = draw(configs if configs is not None
                   else proxy_configs(family=family, dual_stack=dual))

@@ -72,6 +72,7 @@ class WorkloadController:
         self.owned: dict[OwnerKey, set[str]] = {}
         #: (namespace, name) of every stored Pod, for cheap generateName collision checks.
         self.pod_names: set[tuple[str, str]] = set()
+        self._refs: dict[tuple[str, str, str], tuple[OwnerReference, ...]] = {}
 
     # ---------------------------------------------------------------- index
     def _index(self, ev: Event) -> None:
@@ -218,9 +219,19 @@ class WorkloadController:
             labels=({**tmpl.metadata.labels, **extra_labels} if extra_labels
                     else tmpl.metadata.labels),
             annotations=tmpl.metadata.annotations,
-            owner_references=(_owner_ref(owner),),
+            owner_references=self._owner_refs(owner),
         )
         return Pod(metadata=meta, spec=spec)
+
+    def _owner_refs(self, owner: Any) -> tuple[OwnerReference, ...]:
+        """The (shared) ownerReferences tuple for pods of ``owner``."""
+        key = (owner.kind, owner.metadata.uid, owner.metadata.name)
+        refs = self._refs.get(key)
+        if refs is None:
+            if len(self._refs) > 65536:
+                self._refs.clear()
+            refs = self._refs[key] = (_owner_ref(owner),)
+        return refs
 
     def _create_pod(self, cluster: Cluster, pod: Pod) -> None:
         if pod.metadata.name:

@@ -3,14 +3,14 @@
 * **Node podCIDRs** -- kube-controller-manager's range allocator: the next free
   ``/node_cidr_mask_size`` block of each ``pod_subnets`` CIDR, in address order (kind's first
   node gets ``10.244.0.0/24``).
-* **Pod IPs** -- the CNI's host-local IPAM as kind's kindnet configures it: the next free address
-  of the node's podCIDR, skipping the network address and ``.1`` (host-local reserves the
-  first host address as the gateway; on kind the node side of each pod's veth answers there).
-  So a node's pods get ``.2``, ``.3`` ... and a freed address is reused lowest-first (host-local
-  actually continues round-robin after the last one it handed out; kservice picks lowest
-  free for reproducibility). The broadcast address of an IPv4 block is never used.
+* **Pod IPs** -- the CNI's host-local IPAM as kind's kindnet configures it: the range is the
+  node's podCIDR without the network address, the gateway (the first host address, ``.1``)
+  and, for IPv4, the broadcast address. Allocation is host-local's round robin: the next free
+  address *after the last one handed out*, wrapping around -- so a node's pods get ``.2``,
+  ``.3`` ..., and a deleted pod's address is not reused until the range wraps.
 
-Allocators are rebuilt from the stored Nodes and Pods (never stored themselves).
+Allocators are rebuilt from the stored Nodes and Pods (never stored themselves). host-local
+keeps its last reserved address on the node's disk; a rebuild takes the highest address in use.
 """
 
 from __future__ import annotations
@@ -62,12 +62,12 @@ class PodIPAM:
     """Per-node host-local allocators: node name -> CIDR -> used offsets."""
 
     used: dict[str, dict[str, set[int]]] = attrs.field(factory=dict)
-    #: Lowest offset that may be free, per (node, cidr): keeps allocation amortised O(1).
-    hint: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    #: host-local's ``last_reserved_ip``, as an offset, per (node, cidr).
+    last: dict[tuple[str, str], int] = attrs.field(factory=dict)
 
     def clear(self) -> None:
         self.used.clear()
-        self.hint.clear()
+        self.last.clear()
 
     def _net(self, cidr: str) -> Network:
         return _parse_net(cidr)
@@ -76,21 +76,31 @@ class PodIPAM:
         net = self._net(cidr)
         addr = ipaddress.ip_address(ip)
         if addr in net:
-            self.used.setdefault(node, {}).setdefault(cidr, set()).add(
-                int(addr) - int(net.network_address)
-            )
+            off = int(addr) - int(net.network_address)
+            self.used.setdefault(node, {}).setdefault(cidr, set()).add(off)
+            key = (node, cidr)
+            self.last[key] = max(self.last.get(key, off), off)
 
     def allocate(self, node: str, cidr: str) -> str:
         net = self._net(cidr)
         used = self.used.setdefault(node, {}).setdefault(cidr, set())
-        last = net.num_addresses - (1 if net.version == 4 else 0)  # skip IPv4 broadcast
-        offset = max(2, self.hint.get((node, cidr), 2))  # network and .1 gateway reserved
+        first = 2  # the network address and the .1 gateway are not in the range
+        end = net.num_addresses - (1 if net.version == 4 else 0)  # exclusive; no broadcast
+        key = (node, cidr)
+        start = self.last.get(key, first - 1) + 1
+        if not first <= start < end:
+            start = first
+        offset = start
         while offset in used:
             offset += 1
-        if offset >= last:
+            if offset >= end:
+                offset = first
+            if offset == start:
+                raise RangeFull(range=cidr)
+        if offset >= end:
             raise RangeFull(range=cidr)
         used.add(offset)
-        self.hint[(node, cidr)] = offset + 1
+        self.last[key] = offset
         return str(net.network_address + offset)
 
     def release(self, node: str, cidr: str, ip: str) -> None:
@@ -102,5 +112,3 @@ class PodIPAM:
         if addr in net:
             off = int(addr) - int(net.network_address)
             self.used.get(node, {}).get(cidr, set()).discard(off)
-            key = (node, cidr)
-            self.hint[key] = min(self.hint.get(key, 2), off)
