@@ -212,4 +212,30 @@ def test_nftables_partial_syncs_equal_a_full_sync(states: list[NodeProxyState]) 
         backend.load(kept, backend.render(cur, previous=prev))
     fresh = MockKernel(states[-1].node)
     NFTablesBackend().load(fresh, NFTablesBackend().render(states[-1]))
-    assert kept.nft.canonical() == fresh.nft.canonical()
+    # Element comments excepted: upstream's partial sync compares element key and value
+    # only, so an element whose comment alone changed (a port renamed) keeps the old comment
+    # until the next full sync (docs/divergences-nftables.md "Partial sync"; pinned by
+    # tests/test_nftables_partial.py).
+    diff = _diff(_without_element_comments(kept.nft.canonical()),
+                 _without_element_comments(fresh.nft.canonical()))
+    assert not diff, "partial syncs left the kernel different from one full sync:\n" + "\n".join(diff)
+
+
+def _without_element_comments(canonical: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for table, t in canonical.items():
+        sets = {name: (*spec[:-1], frozenset((k, v) for k, v, _comment in spec[-1]))
+                for name, spec in t["sets"].items()}
+        out[table] = {**t, "sets": sets}
+    return out
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two nested dicts differ (for failure messages)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                out += _diff(a.get(k), b.get(k), f"{path}/{k}")
+        return out
+    return [f"{path}:\n  after partial syncs: {a}\n  after one full sync: {b}"] if a != b else []

@@ -236,3 +236,29 @@ def test_userspace_mode_runs_the_real_proxy(env: tuple[list[str], str],
     assert run(capsys, *state, "lab", "down", "--name", name)[0] == 0
     assert all(not executor._alive(p) for p in proxies.values())
     assert lab_namespaces(name) == []
+
+
+def test_sigterm_during_up_removes_the_partial_lab(env: tuple[list[str], str],
+                                                   tmp_path: Path) -> None:
+    state, name = env
+    big = tmp_path / "big.yaml"
+    big.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: big}\nspec:\n  replicas: 24\n"
+        "  selector: {matchLabels: {app: big}}\n  template:\n    metadata: {labels: {app: big}}\n"
+        "    spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}\n")
+    proc = subprocess.Popen([sys.executable, "-c", KSERVICE, *state, "lab", "up", "-f",
+                             str(big), "--name", name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    # Wait (bounded) until the lab has started building, then interrupt it.
+    for _ in range(400):
+        if len(lab_namespaces(name)) >= 6 or proc.poll() is not None:
+            break
+        import time
+
+        time.sleep(0.025)
+    assert proc.poll() is None, "up finished before it could be interrupted"
+    proc.terminate()
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert lab_namespaces(name) == []
+    assert executor.load_meta(name) is None

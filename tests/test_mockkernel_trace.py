@@ -603,3 +603,52 @@ def test_upstream_internal_traffic_policy_flows(policy: str, nodes: list[str], o
     # Endpoints deleted: the service rejects.
     check_flows(rendered_kernel([svc]), [("endpoints deleted", POD, "172.30.1.1", 80, "REJECT",
                                           False)])
+
+
+RAW_OBJECTS = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n1}
+  status:
+    addresses: [{type: InternalIP, address: 172.18.0.2}]
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web, namespace: default}
+  spec:
+    clusterIP: 10.96.0.50
+    ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: web-abcde
+    namespace: default
+    labels: {kubernetes.io/service-name: web}
+  addressType: IPv4
+  ports: [{name: http, port: 8080, protocol: TCP}]
+  endpoints:
+  - addresses: [10.244.1.5]
+    conditions: {ready: true}
+    nodeName: n1
+  - addresses: [10.244.2.7]
+    conditions: {ready: true}
+    nodeName: n2
+"""
+
+
+def test_cli_trace_raw_objects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--raw traces stored objects as kube-proxy reads them (a replay of a real cluster)."""
+    f = tmp_path / "cluster.yaml"
+    f.write_text(RAW_OBJECTS)
+    rc, out, err = _cli(["--state", str(tmp_path / "s.db"), "trace", "--raw", "-f", str(f),
+                         "--node", "n1", "--src", "10.244.9.9", "--dst", "10.96.0.50:80",
+                         "-o", "json"], capsys)
+    assert rc == 0, err
+    data = json.loads(out)
+    got = {o["delivered_to"]: o["probability"] for o in data["outcomes"]}
+    assert got == {"10.244.1.5:8080": "1/2", "10.244.2.7:8080": "1/2"}
+    rc, _out, err = _cli(["--state", str(tmp_path / "s.db"), "trace", "--raw", "--node", "n1",
+                          "--src", "10.244.9.9", "--dst", "10.96.0.50:80"], capsys)
+    assert rc == 1 and "--raw needs -f" in err

@@ -62,6 +62,10 @@ def register(subparsers: Any) -> None:
                    help="load rules the mock kernel does not implement; packets reaching them "
                         "get an UNKNOWN outcome")
     p.add_argument("--raw", action="store_true",
+                   help="the -f files alone are the cluster, read as stored objects "
+                        "(kubectl get svc,endpointslices,nodes -A -o yaml): no defaulting, "
+                        "validation or allocation, the way kube-proxy sees them")
+    p.add_argument("--kernel-probabilities", action="store_true",
                    help="exact kernel arithmetic for 'statistic' probabilities "
                         "(lround(p*2^31)/2^31) instead of kube-proxy's intended 1/k")
     dumps = p.add_argument_group("tracing a real node's dumps")
@@ -161,7 +165,8 @@ def _routes(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def _kernel_from_dumps(args: argparse.Namespace, family: str) -> tuple[MockKernel, str]:
     node = _node_from_flags(args)
-    kernel = MockKernel(node, lenient=args.lenient, exact_kernel_probabilities=args.raw,
+    kernel = MockKernel(node, lenient=args.lenient,
+                        exact_kernel_probabilities=args.kernel_probabilities,
                         routes=_routes(args))
     mode = "iptables"
     if args.ipset:
@@ -209,6 +214,16 @@ def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
     if not args.node:
         raise InvalidInput("--node is required (or trace a dump with --rules/--nft/--ipvs)")
     backend = get_backend(args.mode)
+    if args.raw:
+        from kservice.cli.commands import raw_node_states
+
+        if not args.filename:
+            raise InvalidInput("--raw needs -f FILE (the stored objects to trace)")
+        (state,) = raw_node_states(args.filename, args.node, family)
+        kernel = MockKernel(state.node, lenient=args.lenient,
+                            exact_kernel_probabilities=args.kernel_probabilities)
+        backend.load(kernel, backend.render(state))
+        return kernel
     # Read-only: -f manifests change the in-memory cluster for this trace only.
     with open_session(getattr(args, "state", None), write=False) as cluster:
         if args.filename:
@@ -221,7 +236,8 @@ def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
             raise InvalidInput(f"node {args.node!r} not found; nodes: {names}")
         state = build_node_state(cluster, args.node, family)
     rendering = backend.render(state)
-    kernel = MockKernel(state.node, lenient=args.lenient, exact_kernel_probabilities=args.raw)
+    kernel = MockKernel(state.node, lenient=args.lenient,
+                        exact_kernel_probabilities=args.kernel_probabilities)
     backend.load(kernel, rendering)
     return kernel
 

@@ -531,6 +531,36 @@ def _pick_node(names: Sequence[str], wanted: str | None) -> str:
     return names[0]
 
 
+def raw_node_states(filenames: Sequence[str], node: str | None,
+                    family: str | None) -> list[Any]:
+    """``--raw``: node states straight from manifests, as kube-proxy sees stored objects.
+
+    No defaulting, validation or allocation: the files are what ``kubectl get
+    svc,endpointslices,nodes -A -o yaml`` printed (plus, optionally, a
+    KubeProxyConfiguration). Without ``family`` both families are built when any Service
+    has an IPv6 ClusterIP.
+    """
+    from kservice.proxy.raw import state_from_objects
+
+    docs = load_files(list(filenames))
+    dicts = [d.data for d in docs]
+    nodes = [d.name for d in docs if d.kind == "Node"]
+    picked = _pick_node(nodes, node)
+    if family:
+        families = [family]
+    else:
+        v6 = any(":" in str((d.data.get("spec") or {}).get("clusterIP") or "")
+                 for d in docs if d.kind == "Service" and isinstance(d.data, dict))
+        families = ["IPv4", "IPv6"] if v6 else ["IPv4"]
+    states = []
+    for fam in families:
+        try:
+            states.append(state_from_objects(dicts, picked, fam, kube_proxy_config=None))
+        except InvalidInput as exc:
+            raise _locate(exc, docs) from None
+    return states
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from kservice.backend import get_backend
 
@@ -541,23 +571,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                            + ", ".join(backend.formats))
     states: list[Any] = []
     if args.raw:
-        from kservice.proxy.raw import state_from_objects
-
-        docs = load_files(args.filename or [])
-        dicts = [d.data for d in docs]
-        nodes = [d.name for d in docs if d.kind == "Node"]
-        node = _pick_node(nodes, args.node)
-        if args.family:
-            families = [args.family]
-        else:
-            v6 = any(":" in str((d.data.get("spec") or {}).get("clusterIP") or "")
-                     for d in docs if d.kind == "Service" and isinstance(d.data, dict))
-            families = ["IPv4", "IPv6"] if v6 else ["IPv4"]
-        for fam in families:
-            try:
-                states.append(state_from_objects(dicts, node, fam, kube_proxy_config=None))
-            except InvalidInput as exc:
-                raise _locate(exc, docs) from None
+        states = raw_node_states(args.filename or [], args.node, args.family)
     else:
         try:
             from kservice.proxy.snapshot import (  # type: ignore[import-not-found]
