@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["FrozenDict", "freeze", "to_frozenset", "to_tuple"]
+__all__ = ["FrozenDict", "freeze", "freeze_labels", "to_frozenset", "to_tuple"]
 
 
 class FrozenDict(Mapping[K, V]):
@@ -48,11 +48,19 @@ class FrozenDict(Mapping[K, V]):
         return dict(self._d)
 
 
-def freeze(value: Mapping[str, str] | None) -> FrozenDict[str, str]:
-    """attrs converter: a string map (or None) to a FrozenDict (labels, annotations)."""
+def freeze(value: Mapping[K, V] | None) -> FrozenDict[K, V]:
+    """Any mapping (or None) to a FrozenDict."""
     if isinstance(value, FrozenDict):
         return value
     return FrozenDict(value or {})
+
+
+def freeze_labels(value: Mapping[str, str] | None) -> FrozenDict[str, str]:
+    """attrs converter for string maps (labels, annotations, selectors).
+
+    Not generic on purpose: mypy's attrs plugin cannot solve a converter's type variables.
+    """
+    return freeze(value)
 
 
 # Typed stand-ins for ``converter=tuple``/``frozenset``: mypy's attrs plugin cannot solve the

@@ -25,7 +25,7 @@ from kservice.testing.strategies import node_states, probe_packets
 from kservice.trace import Packet, TraceResult
 from tests.test_contract_iptables import close, trace
 
-__all__ = ["nftables_divergence"]
+__all__ = ["nftables_divergence", "no_localhost_nodeports"]
 
 NODE = NodeInfo("node-a", ips=("172.18.0.2",), pod_cidrs=("10.244.1.0/24",))
 CFG = KubeProxyConfiguration(mode="nftables", cluster_cidr="10.244.0.0/16")
@@ -40,6 +40,14 @@ def _only(result: TraceResult, verdict: str) -> bool:
     return result.distribution() == {(verdict, None, None): Fraction(1)}
 
 
+def no_localhost_nodeports(state: NodeProxyState, packet: Packet, actual: TraceResult) -> bool:
+    """127.0.0.1:<nodePort> treated as an ordinary local address (nftables and IPVS modes:
+    localhost NodePorts are an iptables-mode feature, `iptables.localhostNodePorts`)."""
+    return (packet.dst == "127.0.0.1" and _unchanged(packet, actual) and any(
+        sp.node_port == packet.dport and sp.protocol == packet.proto.upper()
+        for sp in state.service_ports))
+
+
 def nftables_divergence(state: NodeProxyState, packet: Packet, expected: TraceResult,
                         actual: TraceResult) -> str | None:
     """The documented upstream nftables behaviour explaining a mismatch, or ``None``."""
@@ -50,8 +58,7 @@ def nftables_divergence(state: NodeProxyState, packet: Packet, expected: TraceRe
         # 1. nftables mode has no localhost NodePorts (KEP-3866: `route_localnet` is not
         # set and loopback is excluded from the nodeport rules): 127.0.0.1:<nodePort> is
         # an ordinary local socket address.
-        if (sp.node_port and packet.dport == sp.node_port and packet.dst == "127.0.0.1"
-                and _unchanged(packet, actual)):
+        if no_localhost_nodeports(state, packet, actual):
             return "no-localhost-nodeports"
         # 2. The LB source-range firewall (`firewall-check`, priority dstnat-10) runs before
         # the no-endpoints REJECT (`service-endpoints-check`, filter priority) and exists

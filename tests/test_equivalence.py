@@ -35,13 +35,24 @@ from kservice.testing.repro import repro_yaml, reproducer
 from kservice.testing.strategies import node_states, probe_packets
 from kservice.trace import Packet, TraceResult
 from tests.test_contract_iptables import close, iptables_divergence
-from tests.test_contract_nftables import nftables_divergence
+from tests.test_contract_nftables import nftables_divergence, no_localhost_nodeports
 from tests.test_ipvs_agreement import ipvs_divergence
+
+
+def ipvs_mode_divergence(state: NodeProxyState, packet: Packet, expected: TraceResult,
+                         actual: TraceResult) -> str | None:
+    """tests/test_ipvs_agreement.py's classifier, plus: IPVS mode has no localhost
+    NodePorts either (its virtual servers are bound to the node's addresses, never to
+    127.0.0.1; `localhostNodePorts` is an iptables-mode setting)."""
+    if no_localhost_nodeports(state, packet, actual):
+        return "no-localhost-nodeports"
+    return ipvs_divergence(state, packet, expected, actual)
+
 
 #: backend -> its classifier of documented divergences from the reference semantics.
 CLASSIFIERS: dict[str, Callable[[NodeProxyState, Packet, TraceResult, TraceResult], str | None]] = {
     "iptables": iptables_divergence,
-    "ipvs": ipvs_divergence,
+    "ipvs": ipvs_mode_divergence,
     "nftables": nftables_divergence,
 }
 MODES = tuple(CLASSIFIERS)

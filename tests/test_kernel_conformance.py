@@ -355,18 +355,24 @@ def test_serving_terminating_fallback(lab: tuple[Lab, Cluster]) -> None:
 
 @st.composite
 def small_services(draw: st.DrawFn) -> dict[str, Any]:
+    """One Service over 1-3 web pods: any type, both traffic policies, ClientIP affinity,
+    LoadBalancer source ranges; shrinks to a ClusterIP over one pod."""
     svc_type = draw(st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"]))
     spec: dict[str, Any] = {"type": svc_type, "clusterIP": "10.96.200.10"}
     if svc_type != "ClusterIP":
         spec["externalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
         spec["ports"] = [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30090}]
+    if svc_type == "LoadBalancer" and draw(st.booleans()):
+        spec["loadBalancerSourceRanges"] = ["203.0.113.0/24"]
     spec["internalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+    if draw(st.booleans()):
+        spec["sessionAffinity"] = "ClientIP"
     return {"spec": spec, "replicas": draw(st.integers(1, 3)),
-            "probe_node": draw(st.sampled_from([WORKER, WORKER2]))}
+            "probe_node": draw(st.sampled_from([WORKER, WORKER2, CP]))}
 
 
 @pytest.mark.parametrize("mode", _modes())
-@settings(max_examples=3, deadline=None, derandomize=True,
+@settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=small_services())
 def test_generated_small_clusters(kernel_tools: None, mode: str, case: dict[str, Any]) -> None:
@@ -379,16 +385,22 @@ def test_generated_small_clusters(kernel_tools: None, mode: str, case: dict[str,
         cluster.apply(cluster.decode(_service("gen", case["spec"])))
     if case["spec"]["type"] == "LoadBalancer":
         set_lb_status(cluster, "gen", LB_VIP)
+    sticky = case["spec"].get("sessionAffinity") == "ClientIP"
     name = f"kg{os.getpid() % 10000}{mode[0]}"
     with running_lab(cluster, name, mode) as lb:
-        pods = pods_on(cluster, case["probe_node"])
-        source = f"pod/{pods[0]}" if pods else f"node/{case['probe_node']}"
-        checks = [lb.check(source, "10.96.200.10:80", count=30, timeout=0.4)]
+        node = case["probe_node"]
+        pods = pods_on(cluster, node) or sorted(
+            f"{p.metadata.namespace}/{p.metadata.name}" for p in cluster.list("Pod")
+            if p.spec.node_name == node and not p.spec.host_network)
+        sources = [f"pod/{pods[0]}"] if pods else []
+        sources.append(f"node/{node}")
+        probes: list[tuple[str, str, dict[str, Any]]] = [
+            (s, "10.96.200.10:80", {}) for s in sources]
         if case["spec"]["type"] != "ClusterIP":
-            node_ip = lb.plan.node(case["probe_node"]).ip
-            checks.append(lb.check("external", f"{node_ip}:30090", count=30, timeout=0.4))
+            probes.append(("external", f"{lb.plan.node(node).ip}:30090", {}))
         if case["spec"]["type"] == "LoadBalancer":
-            checks.append(lb.check("external", f"{LB_VIP}:80", count=30, timeout=0.4,
-                                   via=case["probe_node"]))
-        for c in checks:
+            probes.append(("external", f"{LB_VIP}:80", {"via": node}))
+            probes.append(("external", f"{LB_VIP}:80", {"via": node, "bind": ALLOWED_CLIENT}))
+        for source, target, kw in probes:
+            c = lb.check(source, target, count=30, timeout=0.4, sticky=sticky, **kw)
             assert c.agree, f"scenario {case}\n" + c.report()

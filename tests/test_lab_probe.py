@@ -145,3 +145,8 @@ def test_packet_for_names_the_deciding_node(plan: LabPlan) -> None:
         packet_for(plan, ext, "198.51.100.9", 80, "tcp")
     node_src = parse_source(plan, "node/kind-worker")
     assert packet_for(plan, node_src, "127.0.0.1", 30080, "tcp")[1].src == "127.0.0.1"
+
+
+def test_affinity_is_not_judged_when_nothing_can_answer() -> None:
+    drop = Expectation({"timeout": Fraction(1)}, {})
+    assert disagreements(obs({}, timeout=3), drop, sticky=True) == []

@@ -75,7 +75,7 @@ class IPVSBackend:
         from backends.mockkernel.ipvs import IPVS
 
         names = rendering.names
-        sections = dict(rendering.sections)
+        sections: dict[str, str] = dict(rendering.texts())
         if "save" not in names and "all" in names:
             sections = split_all(rendering.section("all"))
         for needed in ("iptables", "ipset", "save", "addr"):

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from kservice._frozen import to_tuple
 from kservice.api._names import (
     is_dns1123_subdomain,
     is_valid_cidr,
@@ -113,8 +114,8 @@ class ServiceCIDR:
     kind = "ServiceCIDR"
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    cidrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    conditions: tuple[ServiceCIDRCondition, ...] = attrs.field(default=(), converter=tuple)
+    cidrs: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    conditions: tuple[ServiceCIDRCondition, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> ServiceCIDR:

@@ -11,6 +11,8 @@ from typing import Union
 
 import attrs
 
+from kservice._frozen import to_tuple
+
 __all__ = [
     "AAAA",
     "CLASS_CODES",
@@ -103,7 +105,7 @@ class SRV:
 
 @attrs.frozen
 class TXT:
-    strings: tuple[str, ...] = attrs.field(converter=tuple)
+    strings: tuple[str, ...] = attrs.field(converter=to_tuple)
 
     def text(self) -> str:
         return " ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

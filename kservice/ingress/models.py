@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from kservice._frozen import to_tuple
 from kservice.errors import InvalidInput
 from kservice.models import LoadBalancerIngress
 from kservice.models._reader import Reader
@@ -212,7 +213,7 @@ class IngressRule:
 
 @attrs.frozen
 class IngressTLS:
-    hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    hosts: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     secret_name: str = ""
 
     @classmethod
@@ -232,8 +233,8 @@ class IngressTLS:
 class IngressSpec:
     ingress_class_name: str | None = None
     default_backend: IngressBackend | None = None
-    tls: tuple[IngressTLS, ...] = attrs.field(default=(), converter=tuple)
-    rules: tuple[IngressRule, ...] = attrs.field(default=(), converter=tuple)
+    tls: tuple[IngressTLS, ...] = attrs.field(default=(), converter=to_tuple)
+    rules: tuple[IngressRule, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_reader(cls, r: Reader, *, legacy: bool = False) -> IngressSpec:
@@ -274,7 +275,7 @@ class Ingress:
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     spec: IngressSpec = attrs.field(factory=IngressSpec)
     #: ``status.loadBalancer.ingress``
-    load_balancer: tuple[LoadBalancerIngress, ...] = attrs.field(default=(), converter=tuple)
+    load_balancer: tuple[LoadBalancerIngress, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "", *, allow_legacy: bool = False

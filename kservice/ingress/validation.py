@@ -301,7 +301,7 @@ def validate_ingress_class(ic: IngressClass, old: IngressClass | None = None
                 f"{path}.namespace", "`parameters.scope` is set to 'Namespace'"))
         elif p.scope == "Namespace":
             errs += [FieldError.invalid(f"{path}.namespace", p.namespace, m)
-                     for m in is_dns1123_label(p.namespace)]
+                     for m in is_dns1123_label(p.namespace or "")]
         elif p.scope == "Cluster" and p.namespace is not None:
             errs.append(FieldError.forbidden(
                 f"{path}.namespace", "`parameters.scope` is set to 'Cluster'"))

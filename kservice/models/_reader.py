@@ -46,10 +46,10 @@ class Reader:
             raise InvalidInput(
                 f"expected an object, got {type_name(data)}", path=path or "<root>"
             )
-        self.data: Mapping[str, Any] = data
+        self.data: Mapping[builtins.str, Any] = data
         self.path = path
         self.kind = kind
-        self._seen: set[str] = set()
+        self._seen: set[builtins.str] = set()
 
     def _p(self, key: builtins.str) -> builtins.str:
         return f"{self.path}.{key}" if self.path else key
@@ -93,7 +93,7 @@ class Reader:
             raise self._wrong(key, "boolean", v)
         return v
 
-    def int_or_str(self, key: builtins.str) -> builtins.int | str | None:
+    def int_or_str(self, key: builtins.str) -> builtins.int | builtins.str | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -101,13 +101,13 @@ class Reader:
             raise self._wrong(key, "IntOrString", v)
         return v
 
-    def str_map(self, key: builtins.str) -> builtins.dict[str, str] | None:
+    def str_map(self, key: builtins.str) -> builtins.dict[builtins.str, builtins.str] | None:
         v = self.raw(key)
         if v is None:
             return None
         if not isinstance(v, Mapping):
             raise self._wrong(key, "map[string]string", v)
-        out: builtins.dict[str, str] = {}
+        out: builtins.dict[builtins.str, builtins.str] = {}
         for k, item in v.items():
             if not isinstance(item, str):
                 raise InvalidInput(
@@ -119,7 +119,7 @@ class Reader:
             out[str(k)] = item
         return out
 
-    def str_list(self, key: builtins.str) -> builtins.list[str] | None:
+    def str_list(self, key: builtins.str) -> builtins.list[builtins.str] | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -160,7 +160,7 @@ class Reader:
         """Accept keys this model keeps no typed field for (e.g. ``status`` of some kinds)."""
         self._seen.update(keys)
 
-    def rest(self) -> builtins.dict[str, Any]:
+    def rest(self) -> builtins.dict[builtins.str, Any]:
         """Keys not consumed so far, consumed now (for kinds that keep opaque data)."""
         out = {k: v for k, v in self.data.items() if k not in self._seen}
         self._seen.update(out)

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze
+from kservice._frozen import FrozenDict, freeze, to_tuple
 from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
 from kservice.models.meta import ObjectMeta
@@ -115,7 +115,7 @@ class EndpointConditions:
 class SliceEndpoint:
     """One ``endpoints[]`` entry of an EndpointSlice."""
 
-    addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    addresses: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     conditions: EndpointConditions = attrs.field(factory=EndpointConditions)
     hostname: str | None = None
     target_ref: ObjectReference | None = None
@@ -206,8 +206,8 @@ class EndpointSlice:
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     address_type: str = ""
-    endpoints: tuple[SliceEndpoint, ...] = attrs.field(default=(), converter=tuple)
-    ports: tuple[EndpointPort, ...] = attrs.field(default=(), converter=tuple)
+    endpoints: tuple[SliceEndpoint, ...] = attrs.field(default=(), converter=to_tuple)
+    ports: tuple[EndpointPort, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> EndpointSlice:
@@ -300,9 +300,9 @@ class LegacyEndpointPort:
 
 @attrs.frozen
 class EndpointSubset:
-    addresses: tuple[EndpointAddress, ...] = attrs.field(default=(), converter=tuple)
-    not_ready_addresses: tuple[EndpointAddress, ...] = attrs.field(default=(), converter=tuple)
-    ports: tuple[LegacyEndpointPort, ...] = attrs.field(default=(), converter=tuple)
+    addresses: tuple[EndpointAddress, ...] = attrs.field(default=(), converter=to_tuple)
+    not_ready_addresses: tuple[EndpointAddress, ...] = attrs.field(default=(), converter=to_tuple)
+    ports: tuple[LegacyEndpointPort, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_reader(cls, r: Reader) -> EndpointSubset:
@@ -331,7 +331,7 @@ class Endpoints:
     kind = "Endpoints"
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    subsets: tuple[EndpointSubset, ...] = attrs.field(default=(), converter=tuple)
+    subsets: tuple[EndpointSubset, ...] = attrs.field(default=(), converter=to_tuple)
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> Endpoints:

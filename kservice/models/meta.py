@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze, to_tuple
+from kservice._frozen import FrozenDict, freeze_labels, to_tuple
 from kservice.models._reader import Reader
 
 __all__ = ["ObjectMeta", "OwnerReference"]
@@ -50,8 +50,8 @@ class ObjectMeta:
     name: str = ""
     namespace: str = ""
     generate_name: str = ""
-    labels: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze)
-    annotations: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze)
+    labels: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze_labels)
+    annotations: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze_labels)
     uid: str = ""
     resource_version: str = ""
     generation: int = 0

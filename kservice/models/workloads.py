@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze
+from kservice._frozen import FrozenDict, freeze, to_tuple
 from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
 from kservice.models.meta import ObjectMeta
@@ -114,7 +114,7 @@ class NodeAddress:
 @attrs.frozen
 class NodeSpec:
     pod_cidr: str = ""
-    pod_cidrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    pod_cidrs: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     unschedulable: bool = False
     extra: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
@@ -140,7 +140,7 @@ class NodeSpec:
 
 @attrs.frozen
 class NodeStatus:
-    addresses: tuple[NodeAddress, ...] = attrs.field(default=(), converter=tuple)
+    addresses: tuple[NodeAddress, ...] = attrs.field(default=(), converter=to_tuple)
     extra: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
     @classmethod
@@ -250,7 +250,7 @@ class ContainerPort:
 @attrs.frozen
 class Container:
     name: str = ""
-    ports: tuple[ContainerPort, ...] = attrs.field(default=(), converter=tuple)
+    ports: tuple[ContainerPort, ...] = attrs.field(default=(), converter=to_tuple)
     #: ``Always`` on an init container makes it a sidecar (its ports count for Services).
     restart_policy: str | None = None
     extra: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
@@ -275,8 +275,8 @@ class Container:
 
 @attrs.frozen
 class PodSpec:
-    containers: tuple[Container, ...] = attrs.field(default=(), converter=tuple)
-    init_containers: tuple[Container, ...] = attrs.field(default=(), converter=tuple)
+    containers: tuple[Container, ...] = attrs.field(default=(), converter=to_tuple)
+    init_containers: tuple[Container, ...] = attrs.field(default=(), converter=to_tuple)
     node_name: str = ""
     hostname: str = ""
     subdomain: str = ""
@@ -336,9 +336,9 @@ class PodCondition:
 @attrs.frozen
 class PodStatus:
     phase: str = ""
-    conditions: tuple[PodCondition, ...] = attrs.field(default=(), converter=tuple)
+    conditions: tuple[PodCondition, ...] = attrs.field(default=(), converter=to_tuple)
     pod_ip: str = ""
-    pod_ips: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    pod_ips: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     host_ip: str = ""
     extra: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
@@ -450,7 +450,7 @@ class LabelSelector:
     match_labels: FrozenDict[str, str] = attrs.field(default=EMPTY, converter=_freeze_str_map)
     #: ``(key, operator, values)``: In, NotIn, Exists, DoesNotExist.
     match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = attrs.field(
-        default=(), converter=tuple
+        default=(), converter=to_tuple
     )
 
     @classmethod

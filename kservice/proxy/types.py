@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from kservice._frozen import FrozenDict, freeze, to_frozenset, to_tuple
+from kservice._frozen import FrozenDict, freeze_labels, to_frozenset, to_tuple
 from kservice.proxy.config import KubeProxyConfiguration
 
 __all__ = [
@@ -132,7 +132,7 @@ class NodeInfo:
     name: str
     #: Node IPs of all families, primary first (InternalIP, then ExternalIP).
     ips: tuple[str, ...] = ()
-    labels: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze)
+    labels: FrozenDict[str, str] = attrs.field(factory=FrozenDict, converter=freeze_labels)
     pod_cidrs: tuple[str, ...] = ()
     #: (interface name, address/prefix) of the node's interfaces, for nodePortAddresses
     #: and the mock kernel's routing. ``lo`` included.

@@ -150,13 +150,13 @@ def _service_port(
 def node_proxy_states(
     draw: st.DrawFn,
     *,
-    family: st.SearchStrategy[str] = st.just("IPv4"),
+    family: st.SearchStrategy[str] | None = None,
     configs: st.SearchStrategy[KubeProxyConfiguration] | None = None,
     max_services: int = 3,
     max_endpoints: int = 3,
 ) -> NodeProxyState:
-    """A node's proxy state for one family; shrinks to one simple service."""
-    fam = draw(family)
+    """A node's proxy state for one family (default IPv4); shrinks to one simple service."""
+    fam = draw(family) if family is not None else "IPv4"
     plan = FAMILY_PLAN[fam]
     node = NodeInfo(
         name="node-a",

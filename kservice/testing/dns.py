@@ -51,7 +51,7 @@ def dns_objects(draw: st.DrawFn, *, namespace: str = "default",
             continue
         # Port names are unique within a Service; a single port may be unnamed.
         pnames = draw(st.lists(_port_name, min_size=1, max_size=2, unique=True))
-        ports = [{"name": n, "port": 80 + i, "protocol": "TCP"} for i, n in enumerate(pnames)]
+        ports: list[dict[str, Any]] = [{"name": n, "port": 80 + i, "protocol": "TCP"} for i, n in enumerate(pnames)]
         if len(ports) == 1 and draw(st.booleans()):
             ports[0].pop("name")
         ip = "None" if kind == "Headless" else f"10.96.1.{next(ip_pool)}"
