@@ -24,7 +24,9 @@ __all__ = ["DEFAULT_SERVICES", "new_cluster"]
 
 # Optional components, installed in this order when importable. Workloads first: the
 # endpoints controller watches Pods; Ingress validates backends against Services.
-OPTIONAL_COMPONENTS = ("kservice.workloads", "kservice.endpoints", "kservice.ingress")
+OPTIONAL_COMPONENTS = (
+    "kservice.proxy.configkind", "kservice.workloads", "kservice.endpoints", "kservice.ingress",
+)
 
 
 def _optional(name: str) -> ModuleType | None:

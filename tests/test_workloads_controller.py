@@ -46,7 +46,10 @@ def test_seed_default_is_kind() -> None:
         assert ports == {("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")}
     # host-local IPAM: .0 network and .1 gateway are skipped
     assert sorted(p.status.pod_ip for p in pods) == ["10.244.0.2", "10.244.0.3"]
-    cfg = c.extensions["kube-proxy"]
+    from kservice.proxy.configkind import stored_config
+
+    cfg = stored_config(c)
+    assert cfg is not None
     assert cfg.mode == "iptables" and cfg.cluster_cidr == "10.244.0.0/16"
 
 

@@ -155,6 +155,12 @@ def apply_documents(cluster: Cluster, docs: Sequence[Document], namespace: str |
     lines = []
     with cluster.transaction():
         for doc, data in prepared:
+            default_name = getattr(cluster.strategy(str(data.get("kind"))), "default_name", None)
+            if default_name and not (data.get("metadata") or {}).get("name"):
+                # Kinds whose files carry no metadata (a KubeProxyConfiguration) have a
+                # well-known name, as kubeadm's ConfigMap does.
+                data = {**data, "metadata": {**(data.get("metadata") or {}),
+                                             "name": default_name}}
             applied = with_last_applied(data)
             meta = applied["metadata"]
             if not meta.get("name"):
@@ -604,17 +610,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-# Which rendering section holds iptables-save-shaped rules, per mode: the whole dump with
-# the built-in chains' jump rules for iptables, the helper chains for IPVS.
-_PICTURE_SECTIONS = {"iptables": "save", "ipvs": "iptables"}
+# Which rendering section a chain graph is drawn from, per mode, and in which syntax: the
+# whole iptables-save dump (with the built-in chains' jump rules) for iptables, the helper
+# chains for IPVS and userspace, the ruleset for nftables.
+_PICTURE_SECTIONS = {"iptables": ("save", "iptables"), "ipvs": ("iptables", "iptables"),
+                     "userspace": ("iptables", "iptables"), "nftables": ("ruleset", "nft")}
 
 
 def _render_picture(backend: Any, states: Sequence[Any], args: argparse.Namespace,
                     fmt: str) -> int:
-    """``render -o dot|svg|png``: the service's chain graph (:func:`kservice.graph.iptables_to_dot`)."""
-    from kservice.graph import convert, iptables_to_dot
+    """``render -o dot|svg|png``: the chain graph (:mod:`kservice.graph`) of the rendering."""
+    from kservice.graph import convert, iptables_to_dot, nft_to_dot
 
-    section = _PICTURE_SECTIONS.get(backend.name)
+    section, syntax = _PICTURE_SECTIONS.get(backend.name, (None, None))
     if section is None:
         raise InvalidInput(f"-o {fmt}: chain graphs are drawn for "
                            f"{' and '.join(sorted(_PICTURE_SECTIONS))} rules, not for "
@@ -624,7 +632,9 @@ def _render_picture(backend: Any, states: Sequence[Any], args: argparse.Namespac
     state = _filter_service(states[0], args.service)
     what = args.service or "all services"
     title = f"{what}: {backend.name} rules on {state.node.name} ({state.family})"
-    dot = iptables_to_dot(backend.render(state).section(section), title=title)
+    text = backend.render(state).section(section)
+    dot = (nft_to_dot(text, title=title) if syntax == "nft"
+           else iptables_to_dot(text, title=title))
     data = convert(dot, fmt)
     if fmt == "png" and sys.stdout.isatty():
         raise InvalidInput("refusing to write PNG to a terminal; redirect it: "
@@ -840,7 +850,7 @@ def register(sub: Any) -> None:
     p.add_argument("--service", metavar="NS/NAME", help="only this service's ports")
     p.add_argument("-o", "--output", choices=("text", "dot", "svg", "png"), default="text",
                    help="text: the rules (default); dot/svg/png: the chain graph "
-                        "(iptables and ipvs modes; svg/png run Graphviz `dot`)")
+                        "(svg/png run Graphviz `dot`)")
     _add_ns(p)
 
     p = _cmd(sub, "init", cmd_init, "create a state file with a cluster configuration",

@@ -49,8 +49,9 @@ def node_info_for(cluster: Cluster, node_name: str) -> NodeInfo:
 def _config(cluster: Cluster, given: KubeProxyConfiguration | None) -> KubeProxyConfiguration:
     if given is not None:
         return given
-    stored = cluster.extensions.get("kube-proxy")
-    return stored if isinstance(stored, KubeProxyConfiguration) else KubeProxyConfiguration()
+    from kservice.proxy.configkind import stored_config
+
+    return stored_config(cluster) or KubeProxyConfiguration()
 
 
 def build_node_state(
@@ -62,7 +63,7 @@ def build_node_state(
 ) -> NodeProxyState:
     """The snapshot kube-proxy on ``node_name`` would sync for ``family`` right now.
 
-    The configuration defaults to the one stored in ``cluster.extensions["kube-proxy"]``.
+    The configuration defaults to the stored KubeProxyConfiguration object.
     """
     kinds = _kinds(cluster)
     services = cluster.list("Service") if "Service" in kinds else []

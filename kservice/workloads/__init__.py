@@ -143,9 +143,12 @@ def seed_default(cluster: Cluster) -> None:
     for name, ip, cp in KIND_NODES[1:]:
         cluster.apply(_kind_node(name, ip, cp))
     from kservice.proxy.config import KubeProxyConfiguration
+    from kservice.proxy.configkind import KubeProxyConfigObject, install as install_kp
 
-    cluster.extensions.setdefault("kube-proxy", KubeProxyConfiguration(
-        mode="iptables", cluster_cidr=",".join(cluster.config.pod_subnets)))
+    # Stored (not kept in memory) so every later command renders with the same kube-proxy.
+    install_kp(cluster)
+    cluster.apply(KubeProxyConfigObject.from_config(KubeProxyConfiguration(
+        mode="iptables", cluster_cidr=",".join(cluster.config.pod_subnets))))
 
 
 def _get(cluster: Cluster, kind: str, name: str, namespace: str) -> Any:
