@@ -259,8 +259,8 @@ def render(results: dict[str, Bench], machines: dict[str, str], dates: Sequence[
         if got is None:
             out.append(_row([figure, target, "not measured", "–", "–"]))
         else:
-            measured, ok = got
-            met = "–" if ok is None else ("yes" if ok else "**no**")
+            measured, verdict = got
+            met = "–" if verdict is None else ("yes" if verdict else "**no**")
             machine = next(iter(sorted(set(machines.values()))), "–")
             out.append(_row([figure, target, measured, met, machine]))
 

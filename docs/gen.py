@@ -79,8 +79,12 @@ def _fill(page: Path, blocks: dict[str, str]) -> None:
                              re.S)
         if not pattern.search(text):
             raise SystemExit(f"docs/gen.py: {page.name} has no <!-- gen:{name} --> block")
-        text = pattern.sub(lambda m, body=body: m.group(1) + body.rstrip("\n") + "\n"
-                           + m.group(2), text)
+        replacement = body.rstrip("\n") + "\n"
+
+        def fill(m: re.Match[str], replacement: str = replacement) -> str:
+            return m.group(1) + replacement + m.group(2)
+
+        text = pattern.sub(fill, text)
     _write(page, text)
 
 
@@ -444,12 +448,20 @@ def _picture(dot: str, img: Path, stem: str, rel: str, caption: str) -> str:
 
 def chain_picture(lab: _Lab, img: Path, rel: str) -> str:
     from kservice.backend import get_backend
-    from kservice.graph import iptables_to_dot
+    from kservice.graph import iptables_to_dot, nft_to_dot
 
     text = get_backend("iptables").render(lab.service_state).section("save")
     dot = iptables_to_dot(text, title=f"{SERVICE}: iptables chains on {NODE}")
-    return _picture(dot, img, "chains-myapp-iptables", rel,
-                    f"kservice render --mode iptables --node {NODE} --service {SERVICE} -o svg")
+    out = _picture(dot, img, "chains-myapp-iptables", rel,
+                   f"kservice render --mode iptables --node {NODE} --service {SERVICE} -o svg")
+    backend, _error = _backend("nftables")
+    if backend is not None:
+        ruleset = backend.render(lab.service_state).section("ruleset")
+        dot = nft_to_dot(ruleset, title=f"{SERVICE}: nftables chains on {NODE}")
+        out += "\n" + _picture(dot, img, "chains-myapp-nftables", rel,
+                               f"kservice render --mode nftables --node {NODE} --service "
+                               f"{SERVICE} -o svg")
+    return out
 
 
 def pod_picture(lab: _Lab, img: Path, rel: str) -> str:
@@ -536,6 +548,18 @@ def backend_pages(docs: Path) -> None:
         title = next((ln.lstrip("# ").strip() for ln in text.splitlines()
                       if ln.startswith("# ")), name)
         index.append(f"- [{title}]({name}.md)")
+    # Pages others add to docs/ without a place in the nav (mkdocs.yml) are listed here so
+    # that the site links them.
+    config = docs.parent / "mkdocs.yml"
+    nav_text = config.read_text() if config.exists() else ""
+    extra = [p for p in sorted(docs.glob("*.md"))
+             if p.name not in nav_text and not p.name.startswith("divergences-")]
+    if extra:
+        index += ["", "## Other pages", ""]
+        for page in extra:
+            title = next((ln.lstrip("# ").strip() for ln in page.read_text().splitlines()
+                          if ln.startswith("# ")), page.stem)
+            index.append(f"- [{title}](../{page.name})")
     _write(out / "index.md", "\n".join(index) + "\n")
 
 

@@ -7,6 +7,7 @@
   sees) and where each outcome ends, with its exact probability.
 * :func:`iptables_to_dot` -- an ``iptables-save`` / ``iptables-restore`` text drawn as its
   chain graph: one node per chain, one edge per jump, DNAT targets as endpoint nodes.
+* :func:`nft_to_dot` -- the same for an ``nft list ruleset`` text (verdict maps included).
 * :func:`nft_base_chains` -- which netfilter hook each base chain of an ``nft list
   ruleset`` text is attached to (nftables chain names say nothing about their hook).
 * :func:`convert` -- DOT to ``svg``/``png`` through the converter registered in the
@@ -47,6 +48,7 @@ __all__ = [
     "convert",
     "iptables_to_dot",
     "nft_base_chains",
+    "nft_to_dot",
     "parse_step",
     "trace_to_dot",
 ]
@@ -497,6 +499,70 @@ def iptables_to_dot(text: str, *, title: str = "iptables chains",
         dot.nodes[nid] = f"label={_left(lines[:7] + ([f'(+{len(lines) - 7} more)'] if len(lines) > 7 else []))}, {style}"
     if not dot.nodes:
         raise InvalidInput(f"no chains of table(s) {', '.join(sorted(wanted))} in the rules")
+    return dot.text()
+
+
+_NFT_VERDICT = re.compile(r"\b(jump|goto)\s+([^\s,}]+)")
+_NFT_MAP_REF = re.compile(r"\bvmap\s+@(\S+)")
+
+
+def nft_to_dot(ruleset: str, *, title: str = "nftables chains") -> str:
+    """Draw an ``nft list ruleset`` text as its chain graph.
+
+    One node per chain (base chains drawn as hooks, labelled with their hook); an edge per
+    ``jump``/``goto``, including those inside anonymous verdict maps and, for ``vmap @map``,
+    those in the named map's elements; ``dnat to`` statements end in endpoint nodes.
+    """
+    dot = _Dot(title, ["rankdir=LR", f"label={_q(title)}", "labelloc=t", "fontname=Helvetica",
+                       "node [fontname=Helvetica]", "edge [fontname=Helvetica, fontsize=9]"])
+    hooks = nft_base_chains(ruleset)
+    maps: dict[str, list[tuple[str, str]]] = {}
+    chains: dict[str, list[str]] = {}
+    kind, name = "", ""
+    for raw in ruleset.splitlines():
+        line = raw.strip()
+        m = re.match(r"^(chain|map|set)\s+(\S+)\s*\{", line)
+        if m:
+            kind, name = m.group(1), m.group(2)
+            if kind == "chain":
+                chains.setdefault(name, [])
+            continue
+        if line == "}":
+            kind = ""
+            continue
+        if kind == "map":
+            maps.setdefault(name, []).extend(_NFT_VERDICT.findall(line))
+        elif kind == "chain" and line and not line.startswith(("type ", "comment ", "policy ")):
+            chains[name].append(line)
+    if not chains:
+        raise InvalidInput("no chains in the ruleset (expected `nft list ruleset` output)")
+    labels: dict[str, list[str]] = {}
+    for chain, rules in chains.items():
+        nid = f"chain {chain}"
+        dot.node(nid, "")
+        labels[nid] = [chain + (f"  (hook {hooks[chain].lower()})" if chain in hooks else "")]
+        for rule in rules:
+            targets = _NFT_VERDICT.findall(rule)
+            ref = _NFT_MAP_REF.search(rule)
+            if ref:
+                targets += maps.get(ref.group(1), [])
+            dnat = _NFT_DNAT.search(rule)
+            if dnat:
+                end = f"endpoint {dnat.group(1)}"
+                dot.node(end, f"label={_q(dnat.group(1))}, {_END_STYLE}")
+                dot.edge(nid, end, 'label="DNAT", color=firebrick, fontcolor=firebrick')
+            if not targets and not dnat:
+                labels[nid].append(_short(rule, 60))
+            how = f"vmap @{ref.group(1)}" if ref else ("vmap" if "vmap" in rule else "")
+            for verb, target in targets:
+                dest = f"chain {target}"
+                dot.node(dest, "")
+                labels.setdefault(dest, [target])
+                dot.edge(nid, dest, f"label={_q(how or verb)}")
+    for nid, lines in labels.items():
+        style = _HOOK_STYLE if nid[len("chain "):] in hooks else _CHAIN_STYLE
+        shown = lines[:7] + ([f"(+{len(lines) - 7} more)"] if len(lines) > 7 else [])
+        dot.nodes[nid] = f"label={_left(shown)}, {style}"
     return dot.text()
 
 

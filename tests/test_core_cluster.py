@@ -158,3 +158,91 @@ def test_generate_name_appends_five_apiserver_characters() -> None:
     assert again.create(Widget(metadata=ObjectMeta(generate_name="web-"))).metadata.name == (
         a.metadata.name
     )
+
+
+def test_idle_callbacks_run_once_the_round_has_drained() -> None:
+    """on_idle: after every queued event (including subscribers' own writes), before the
+    write that started the round returns; an idle write starts another pass."""
+    c = make()
+    log: list[str] = []
+
+    def controller(cluster: Cluster, ev: Event) -> None:
+        log.append(f"{ev.type} {ev.object.metadata.name}")
+        if ev.object.metadata.name == "a" and ev.type == "ADDED":
+            cluster.create(w("child"))
+            assert cluster.events_pending("Widget")
+            assert not cluster.events_pending("Gadget")
+
+    def batch(cluster: Cluster) -> None:
+        log.append("idle")
+        assert not cluster.events_pending()
+        if cluster.find("Widget", "batched") is None and cluster.find("Widget", "a"):
+            cluster.create(w("batched"))
+
+    c.subscribe(controller)
+    c.on_idle(batch)
+    c.create(w("a"))
+    assert log == ["ADDED a", "ADDED child", "idle", "ADDED batched", "idle"]
+    log.clear()
+    c.delete("Widget", "child")
+    assert log == ["DELETED child", "idle"]
+
+
+def test_kind_revision_changes_with_writes_and_rollbacks_only() -> None:
+    c = make()
+    r0 = c.kind_revision("Widget")
+    c.create(w("a"))
+    r1 = c.kind_revision("Widget")
+    assert r1 != r0
+    c.get("Widget", "a")
+    c.list("Widget")
+    assert c.kind_revision("Widget") == r1  # reads change nothing
+    c.apply(w("a"))  # unchanged: no write
+    assert c.kind_revision("Widget") == r1
+    with pytest.raises(InvalidObject), c.transaction():
+        c.create(w("bad", size=-1))
+    # A rollback restores older objects: derived caches must not survive it.
+    assert c.kind_revision("Widget") != r1
+
+
+def test_stamped_metadata_keeps_user_fields_and_formats_time() -> None:
+    import datetime as dt
+
+    clock = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    c = Cluster(clock=lambda: clock)
+    c.register(WidgetStrategy())
+    meta = ObjectMeta(name="a", labels={"app": "x"}, annotations={"k": "v"}, finalizers=("f",))
+    stored = c.create(Widget(metadata=meta, size=3))
+    assert stored.metadata.creation_timestamp == "2026-01-02T03:04:05Z" == c.timestamp()
+    assert (stored.metadata.labels, stored.metadata.annotations, stored.metadata.finalizers,
+            stored.size) == ({"app": "x"}, {"k": "v"}, ("f",), 3)
+    updated = c.update(Widget(metadata=ObjectMeta(name="a", namespace="default"), size=4))
+    assert updated.metadata.uid == stored.metadata.uid
+    assert updated.metadata.creation_timestamp == stored.metadata.creation_timestamp
+    assert int(updated.metadata.resource_version) > int(stored.metadata.resource_version)
+
+
+def test_bulk_transaction_defers_full_collections_and_freezes(monkeypatch) -> None:
+    import gc
+
+    import kservice.cluster as cluster_mod
+
+    c = make()
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    c.subscribe(lambda cluster, ev: seen.append(gc.get_threshold()))
+    monkeypatch.setattr(cluster_mod, "BULK_WRITES", 3)
+    frozen = gc.get_freeze_count()
+    try:
+        with c.transaction():
+            c.create(w("a"))
+        assert seen[-1][2] >= cluster_mod._BULK_GC_THRESHOLD_2
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == frozen  # 1 write: not bulk
+        with c.transaction():
+            for name in ("b", "c", "d"):
+                c.create(w(name))
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() > frozen or not gc.isenabled()
+    finally:
+        gc.unfreeze()

@@ -67,13 +67,13 @@ def test_cluster_ips_are_the_notes(demo: tuple[DemoFacts, str, float]) -> None:
 def test_dns_answers(demo: tuple[DemoFacts, str, float]) -> None:
     facts, _, _ = demo
     redis = facts.dns["redis"]
-    assert [r.data.address for r in redis.answer] == ["10.97.97.97"]  # type: ignore[attr-defined]
+    assert [r.data.address for r in redis.answer] == ["10.97.97.97"]  # type: ignore[union-attr]
     headless = facts.dns["myapp-headless"]
-    ips = {r.data.address for r in headless.answer}  # type: ignore[attr-defined]
+    ips = {r.data.address for r in headless.answer}  # type: ignore[union-attr]
     replicas = _manifest("myapp-deployment.yaml")["spec"]["replicas"]
     assert ips == _pod_ips(facts, "myapp") and len(ips) == replicas
     cname = facts.dns["my-db"].answer[0]
-    assert str(cname.data.target).rstrip(".") == "db.example.com"  # type: ignore[attr-defined]
+    assert str(cname.data.target).rstrip(".") == "db.example.com"  # type: ignore[union-attr]
 
 
 def test_rules_shown_are_the_services(demo: tuple[DemoFacts, str, float]) -> None:
@@ -185,3 +185,10 @@ def test_kservice_demo_command(tmp_path: Path) -> None:
     else:
         assert proc.returncode == 1 and "pip install -e ." in proc.stderr
     assert not (tmp_path / "state.db").exists()
+
+
+def test_missing_examples_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from kservice.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="examples directory .* not found"):
+        run(io.StringIO().write, examples=tmp_path / "nope")

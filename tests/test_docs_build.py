@@ -59,7 +59,7 @@ def test_cli_reference_walks_the_real_parser(built: tuple[Path, Path, dict[str, 
     text = (docs / "reference" / "cli.md").read_text()
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name in sub.choices:  # type: ignore[attr-defined]
+    for name in sub.choices:  # type: ignore[union-attr]
         assert f"`kservice {name}`" in text, name
     # A plugin command (kservice.commands entry point) and its options.
     assert "`kservice trace`" in text and "--dst IP:PORT" in text

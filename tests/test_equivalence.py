@@ -11,12 +11,12 @@ explained; anything else fails naming the disagreeing pair, with a reproducer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Any
 
 import attrs
 import yaml
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from backends.iptables import IPTablesBackend, IPTablesState, render_save
@@ -46,7 +46,30 @@ def ipvs_mode_divergence(state: NodeProxyState, packet: Packet, expected: TraceR
     127.0.0.1; `localhostNodePorts` is an iptables-mode setting)."""
     if no_localhost_nodeports(state, packet, actual):
         return "no-localhost-nodeports"
+    if _node_bypasses_source_ranges(state, packet, expected, actual):
+        return "node-traffic-bypasses-lb-source-ranges"
     return ipvs_divergence(state, packet, expected, actual)
+
+
+def _node_bypasses_source_ranges(state: NodeProxyState, packet: Packet, expected: TraceResult,
+                                 actual: TraceResult) -> bool:
+    """IPVS mode filters loadBalancerSourceRanges in KUBE-PROXY-FIREWALL, jumped from filter
+    INPUT and FORWARD only (ipvs proxier.go iptablesJumpChain): a connection the node itself
+    opens to the LB IP is scheduled by IPVS at LOCAL_OUT and never meets the filter (only
+    KUBE-IPVS-OUT-FILTER, for sources equal to the VIP). iptables/nftables drop it in nat
+    OUTPUT (KUBE-FW-*) / filter-output-pre-dnat."""
+    if packet.src not in state.node.ips or set(expected.distribution()) != {
+            ("DROP", None, None)}:
+        return False
+    for sp in state.service_ports:
+        if (sp.protocol == packet.proto.upper() and packet.dport == sp.port
+                and packet.dst in sp.load_balancer_vips and sp.load_balancer_source_ranges):
+            eps = sp.categorized.local if sp.external_policy_local and sp.categorized.local \
+                else sp.categorized.cluster
+            got = {o.delivered_to for o in actual.outcomes}
+            return bool(eps) and got == {e.string for e in eps} and all(
+                o.verdict == "ACCEPT" for o in actual.outcomes)
+    return False
 
 
 #: backend -> its classifier of documented divergences from the reference semantics.
@@ -207,7 +230,7 @@ def sync_sequences(draw: st.DrawFn, *, max_steps: int = 3) -> list[NodeProxyStat
 def test_iptables_partial_syncs_equal_a_full_sync(states: list[NodeProxyState]) -> None:
     backend = IPTablesBackend()
     tables = iptables_node_state(backend.sync(states[0]).text, states[0].family)
-    for prev, cur in zip(states, states[1:], strict=False):
+    for prev, cur in pairwise(states):
         result = backend.sync(cur, prev)
         tables.apply_restore(result.text, noflush=True)
     full = iptables_node_state(IPTablesBackend().sync(states[-1]).text, states[-1].family)
@@ -219,7 +242,7 @@ def test_nftables_partial_syncs_equal_a_full_sync(states: list[NodeProxyState]) 
     backend = NFTablesBackend()
     kept = MockKernel(states[0].node)
     backend.load(kept, backend.render(states[0]))
-    for prev, cur in zip(states, states[1:], strict=False):
+    for prev, cur in pairwise(states):
         backend.load(kept, backend.render(cur, previous=prev))
     fresh = MockKernel(states[-1].node)
     NFTablesBackend().load(fresh, NFTablesBackend().render(states[-1]))
@@ -250,3 +273,79 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
                 out += _diff(a.get(k), b.get(k), f"{path}/{k}")
         return out
     return [f"{path}:\n  after partial syncs: {a}\n  after one full sync: {b}"] if a != b else []
+
+
+def test_divergence_ipvs_node_traffic_bypasses_lb_source_ranges() -> None:
+    from kservice.testing.ipvs import endpoint, node_state, service_port
+
+    sp = service_port("ns", "web", "10.96.0.10", 80, node_port=30080,
+                      load_balancer_vips=("198.51.100.10",),
+                      load_balancer_source_ranges=("192.0.2.0/24",),
+                      endpoints=[endpoint("10.244.2.7", 8080)])
+    state = node_state([sp], ips=("172.18.0.2",), pod_cidrs=("10.244.1.0/24",))
+    pkt = Packet("172.18.0.2", "198.51.100.10", 80)
+    ref = expected_trace(state, pkt)
+    assert set(ref.distribution()) == {("DROP", None, None)}
+    for mode in ("iptables", "nftables"):
+        assert close(ref, _trace(mode, state, pkt)), mode
+    ipvs = _trace("ipvs", state, pkt)
+    assert {o.delivered_to for o in ipvs.outcomes} == {"10.244.2.7:8080"}
+    assert ipvs_mode_divergence(state, pkt, ref, ipvs) == "node-traffic-bypasses-lb-source-ranges"
+    # From outside the ranges IPVS drops too (KUBE-PROXY-FIREWALL from INPUT).
+    outside = Packet("100.64.0.7", "198.51.100.10", 80)
+    assert close(expected_trace(state, outside), _trace("ipvs", state, outside))
+
+
+def test_divergence_ipvs_no_localhost_nodeports() -> None:
+    """IPVS mode binds NodePort virtual servers to the node's addresses only: 127.0.0.1 is
+    never one (localhostNodePorts is an iptables-mode setting)."""
+    from fractions import Fraction
+
+    from kservice.testing.ipvs import endpoint, node_state, service_port
+
+    sp = service_port("ns", "web", "10.96.0.10", 80, node_port=30080,
+                      endpoints=[endpoint("10.244.2.7", 8080)])
+    state = node_state([sp], ips=("172.18.0.2",), pod_cidrs=("10.244.1.0/24",))
+    pkt = Packet("127.0.0.1", "127.0.0.1", 30080)
+    ref, ipt, ipvs = expected_trace(state, pkt), _trace("iptables", state, pkt), _trace(
+        "ipvs", state, pkt)
+    assert close(ref, ipt) and ref.distribution() == {
+        ("ACCEPT", "10.244.2.7:8080", "172.18.0.2"): Fraction(1)}
+    assert ipvs.distribution() == {("ACCEPT", "127.0.0.1:30080", "127.0.0.1"): Fraction(1)}
+    assert ipvs_mode_divergence(state, pkt, ref, ipvs) == "no-localhost-nodeports"
+
+
+@settings(max_examples=max(3, settings().max_examples // 5))
+@given(node_states(families=st.just("IPv4"), max_services=2).flatmap(
+    lambda s: st.tuples(st.just(s), probe_packets(s))), st.sampled_from(MODES))
+def test_reproducer_command_line_replays_the_trace(example: tuple[NodeProxyState, Packet],
+                                                   mode: str) -> None:
+    """The ``kservice trace --raw -f repro.yaml ...`` line of a reproducer, run against a
+    fresh default cluster, traces what the backend traced. (IPv4 states: the default
+    cluster is single-stack IPv4, so IPv6 manifests need the reproducer's dump commands.)"""
+    import contextlib
+    import io
+    import json
+    import shlex
+    import tempfile
+    from fractions import Fraction
+    from pathlib import Path
+
+    from kservice.cli import main
+
+    state, packet = example
+    repro = reproducer(state, packet, mode)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "repro.yaml"
+        path.write_text(repro.yaml())
+        argv = shlex.split(repro.command)[1:]
+        argv = [str(path) if a == "repro.yaml" else a for a in argv]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--state", str(Path(tmp) / "state.json"), *argv, "-o", "json"])
+    assert code == 0, out.getvalue()
+    got = {(o["verdict"], o["delivered_to"], o["source_seen"]): Fraction(o["probability"])
+           for o in json.loads(out.getvalue())["outcomes"]}
+    want = _trace(mode, state, packet).distribution()
+    assert set(got) == set(want) and all(abs(got[k] - want[k]) < Fraction(1, 10**9)
+                                         for k in got), (got, want, repro.yaml())

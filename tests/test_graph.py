@@ -27,6 +27,7 @@ from kservice.graph import (
     convert,
     iptables_to_dot,
     nft_base_chains,
+    nft_to_dot,
     parse_step,
     trace_to_dot,
 )
@@ -60,7 +61,7 @@ def _trace(cluster: Any, mode: str, packet: Packet, service: str | None = None
 
 def _node_ip(cluster: Any) -> str:
     node = cluster.get("Node", NODE, "")
-    return next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    return str(next(a.address for a in node.status.addresses if a.type == "InternalIP"))
 
 
 _EDGE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)" -> "((?:[^"\\]|\\.)*)"(?: \[(.*)\])?;$')
@@ -313,3 +314,74 @@ def test_nft_masquerade_is_the_statement_not_the_chain_name(cluster: Any) -> Non
     masq_chains = {f"{s.table} {s.chain}" for o in result.outcomes for s in map(parse_step, o.rules)
                    if re.search(r"(^|\s)masquerade(\s|$)", s.rule)}
     assert masq_chains and snat_from == masq_chains
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_render_draws_the_chain_graph(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+                                      ) -> None:
+    from importlib.metadata import entry_points
+
+    from kservice.cli import main
+
+    state = str(tmp_path / "state.db")
+    assert main(["--state", state, "apply", "-f", str(EXAMPLES)]) == 0
+    capsysbinary.readouterr()
+    argv = ["--state", state, "render", "--mode", "iptables", "--node", NODE,
+            "--service", "default/myapp"]
+    assert main([*argv, "-o", "dot"]) == 0
+    dot = capsysbinary.readouterr().out.decode()
+    assert dot.startswith('digraph "default/myapp: iptables rules on kind-worker (IPv4)"')
+    dnat = [b for _a, b, at in _edges(dot) if 'label="DNAT"' in at]
+    assert len(dnat) == 3 and all(b.startswith("endpoint 10.244.") for b in dnat)
+
+    rc = main([*argv, "-o", "svg"])
+    out, err = capsysbinary.readouterr()
+    if any(True for _ in entry_points(group="kservice.graph_converters")) and shutil.which("dot"):
+        assert rc == 0 and b"<svg" in out
+    else:
+        assert rc == 1 and (b"pip install -e ." in err or b"install Graphviz" in err)
+
+    assert main([*argv[:4], "nftables", *argv[5:], "-o", "dot"]) == 0
+    nft = capsysbinary.readouterr().out.decode()
+    assert len([1 for _a, _b, at in _edges(nft) if 'label="DNAT"' in at]) == 3
+
+
+def test_nft_chain_graph_follows_verdict_maps(cluster: Any) -> None:
+    state = build_node_state(cluster, NODE, "IPv4")
+    state = attrs.evolve(state, service_ports=tuple(
+        sp for sp in state.service_ports if str(sp.name) == "default/myapp:http"))
+    ruleset = get_backend("nftables").render(state).section("ruleset")
+    edges = {(a, b): at for a, b, at in _edges(nft_to_dot(ruleset))}
+    # Read the expected jumps off the ruleset: the NodePort map's element and the numgen
+    # map's endpoint chains.
+    nodeport_target = re.search(r"tcp \. 30080 : goto (\S+) ", ruleset)
+    assert nodeport_target is not None
+    assert ("chain services", f"chain {nodeport_target.group(1)}") in edges
+    numgen = re.search(r"chain (service-\S+) \{\n[^}]*?numgen random mod 3 vmap \{([^}]*)\}",
+                       ruleset)
+    assert numgen is not None
+    endpoint_chains = re.findall(r"goto (\S+?)(?:,|\s|$)", numgen.group(2))
+    assert len(endpoint_chains) == 3
+    for ep in endpoint_chains:
+        assert (f"chain {numgen.group(1)}", f"chain {ep}") in edges
+        addr = ep.rsplit("__", 1)[1].replace("/", ":")
+        assert 'label="DNAT"' in edges[(f"chain {ep}", f"endpoint {addr}")]
+    with pytest.raises(InvalidInput, match="no chains"):
+        nft_to_dot("table ip t {\n}\n")
+
+
+def test_graphviz_emit_writes_dot_and_images() -> None:
+    import io
+
+    from backends.graphviz import emit
+
+    buf = io.BytesIO()
+    emit("digraph g { a -> b; }\n", "dot", buf)
+    assert buf.getvalue() == b"digraph g { a -> b; }\n"
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
+    buf = io.BytesIO()
+    emit("digraph g { a -> b; }\n", "svg", buf)
+    assert b"<svg" in buf.getvalue()

@@ -56,7 +56,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_lifecycle(env: tuple[list[str], str], capsys: pytest.CaptureFixture[str]) -> None:
     state, name = env
-    before_agents = len(agents())
     code, out, err = run(capsys, *state, "lab", "up", *FILES, "--name", name)
     assert code == 0, err
     assert f'lab "{name}" is up (iptables): 3 nodes, 5 pods' in out
@@ -91,14 +90,28 @@ def test_lifecycle(env: tuple[list[str], str], capsys: pytest.CaptureFixture[str
                           env={**os.environ})
     assert myapp[0]["ip"] + "/24" in proc.stdout, proc.stderr
 
+    # The stored cluster changes: --check still predicts from the loaded rules, and says so.
+    code, _out, err = run(capsys, *state, "apply", "-f", str(EXAMPLES / "redis-service.yaml"))
+    assert code == 0, err
+    probe_args = ("lab", "probe", "--name", name, "--from", "node/kind-worker", "--to",
+                  "10.99.99.99:8080", "--count", "6", "--check", "-o", "json")
+    r = json.loads(run(capsys, *state, *probe_args)[1])
+    assert r["agree"] and "changed since" in r["warning"]
+
     code, out, err = run(capsys, *state, "lab", "sync", "--name", name)
     assert code == 0, err
     assert "rules re-rendered" in out
+    r = json.loads(run(capsys, *state, *probe_args)[1])
+    assert r["agree"] and "warning" not in r
 
+    meta = executor.load_meta(name)
+    assert meta is not None
+    pids = [int(p) for p in meta["pids"].values()]
+    assert len(pids) == 6 and all(executor._alive(p) for p in pids)  # 5 pods + apiserver
     code, out, _ = run(capsys, *state, "lab", "down", "--name", name)
     assert code == 0 and "removed (10 namespaces)" in out
     assert lab_namespaces(name) == []
-    assert len(agents()) == before_agents
+    assert not any(executor._alive(p) for p in pids)
     code, out, _ = run(capsys, *state, "lab", "down", "--name", name)
     assert code == 0 and "nothing to remove" in out
 
@@ -160,6 +173,7 @@ def test_sync_follows_scaling_and_config_and_leaves_the_host_alone(kernel_tools:
 
     from backends.lab.session import running_lab
     from kservice.embedded import new_cluster
+    from kservice.proxy.configkind import KubeProxyConfigObject, stored_config
     from kservice.workloads import scale
 
     before = host_snapshot()
@@ -182,9 +196,10 @@ def test_sync_follows_scaling_and_config_and_leaves_the_host_alone(kernel_tools:
         assert len(lab.probe("node/kind-worker", "10.96.100.10:80", count=20).answers) == 2
 
         scale(cluster, "Deployment", "web", "default", 3)
-        cfg = cluster.extensions["kube-proxy"]
-        cluster.extensions["kube-proxy"] = attrs.evolve(
-            cfg, iptables=attrs.evolve(cfg.iptables, masquerade_all=True))
+        cfg = stored_config(cluster)
+        assert cfg is not None and not cfg.iptables.masquerade_all
+        cluster.apply(KubeProxyConfigObject.from_config(attrs.evolve(
+            cfg, iptables=attrs.evolve(cfg.iptables, masquerade_all=True))))
         lab.sync(cluster)
         assert len(lab_namespaces(name)) == 2 + 3 + 2 + 3
         web3 = [p for p in lab.plan.pods if p.name.startswith("web-")]
@@ -233,6 +248,12 @@ def test_userspace_mode_runs_the_real_proxy(env: tuple[list[str], str],
                        "node/kind-worker", "--to", "10.99.99.99:8080", "--count", "12",
                        "-o", "json")
     assert sorted(json.loads(out)["observed"]["answers"].values()) == [4, 4, 4]
+    # sync reloads the portal rules from the proxies' newest port report.
+    code, out, err = run(capsys, *state, "lab", "sync", "--name", name)
+    assert code == 0, err
+    code, out, _ = run(capsys, *state, "lab", "probe", "--name", name, "--from", "external",
+                       "--to", "172.18.0.3:30080", "--count", "6", "--check", "-o", "json")
+    assert code == 0 and json.loads(out)["agree"], out
     assert run(capsys, *state, "lab", "down", "--name", name)[0] == 0
     assert all(not executor._alive(p) for p in proxies.values())
     assert lab_namespaces(name) == []

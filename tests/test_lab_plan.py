@@ -104,6 +104,7 @@ def test_every_command_is_confined_to_the_labs_namespaces(plan: LabPlan) -> None
     ("ip", "netns", "add", "cni-1234"),                    # somebody else's namespace
     ("ip", "netns", "del", "ksl-t2-ul"),                   # another lab's
     ("ip", "-n", "ksl-t10-ul", "link", "show"),            # a prefix of a longer name
+    ("ip", "-n", "ksl-t1", "link", "show"),                # not even the full prefix
     ("ip", "netns", "exec", "h4big", "sh"),
     ("ip", "netns", "add", "ksl-t1-a", "extra"),
     ("sh", "-c", "ip netns exec ksl-t1-ul true"),
@@ -155,7 +156,7 @@ def test_lookup_errors_name_the_choices(plan: LabPlan) -> None:
         plan.pod("default/nope")
 
 
-@pytest.mark.parametrize("name", ["", "A", "-x", "x-", "a" * 13, "a_b", "a/b"])
+@pytest.mark.parametrize("name", ["", "A", "-x", "x-", "a-b", "a" * 13, "a_b", "a/b"])
 def test_bad_lab_names(name: str) -> None:
     with pytest.raises(InvalidInput):
         validate_lab_name(name)
@@ -230,3 +231,19 @@ def test_reconcile_refuses_node_changes(plan: LabPlan) -> None:
                                       *plan.nodes[1:]])
     with pytest.raises(InvalidInput, match="lab down"):
         reconcile(plan, moved)
+
+
+def test_dry_run_prints_the_confined_commands_and_rules(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from kservice.cli import main
+
+    code = main(["--state", str(tmp_path / "s.db"), "lab", "up", "--dry-run", "--name", "dry"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("ip netns add ksl-dry-ul\n")
+    commands = [line for line in out.splitlines() if line.startswith("ip ")]
+    assert commands and all(confined(Command(tuple(c.split()[:5])), "ksl-dry-")
+                            for c in commands), commands
+    assert "ip netns exec ksl-dry-n-kind-worker iptables-restore <<'EOF'" in out
+    assert "-A KUBE-SERVICES" in out
+    assert not (tmp_path / "labs").exists()

@@ -335,3 +335,20 @@ def test_policy_dash_keeps_policy_and_counters_are_ignored() -> None:
     k.load_iptables_save("*filter\n:FORWARD - [0:0]\n-A FORWARD -p udp -j ACCEPT\nCOMMIT\n")
     assert k.iptables[4]["filter"].chains["FORWARD"].policy == "DROP"
     assert dist(k, Packet(POD, "10.9.9.9", 80)) == {("DROP", None, None): 1}
+
+
+def test_masquerade_out_of_lo_uses_the_node_ip_not_loopback() -> None:
+    """A node reaching a ClusterIP served by its own address: DNAT in OUTPUT, out via lo,
+    MASQUERADE. The kernel picks a universe-scope address (inet_select_addr), so the
+    endpoint sees the node IP -- confirmed against a real kernel by the lab."""
+    k = MockKernel(NodeInfo(name="n", ips=("172.18.0.2",), pod_cidrs=("10.244.0.0/24",),
+                            interfaces=(("eth0", "172.18.0.2/16"), ("lo", "127.0.0.1/8"))))
+    k.load_iptables_save(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        ":POSTROUTING ACCEPT [0:0]\n"
+        "-A OUTPUT -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j DNAT --to-destination "
+        "172.18.0.2:6443\n"
+        "-A POSTROUTING -j MASQUERADE\nCOMMIT\n", "IPv4")
+    (o,) = k.trace(Packet("172.18.0.2", "10.96.0.1", 443)).outcomes
+    assert o.delivered_to == "172.18.0.2:6443"
+    assert o.source_seen == "172.18.0.2" and o.masqueraded

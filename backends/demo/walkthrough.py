@@ -128,7 +128,7 @@ def load_examples(cluster: Cluster, examples: Path | None = None) -> list[str]:
 
 
 class _Out:
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self.write = write
         self.step = 0
 
@@ -233,7 +233,7 @@ def _route_text(cluster: Cluster, host: str, path: str) -> str:
 # --------------------------------------------------------------------------- the walkthrough
 
 
-def run(write: Callable[[str], None], *, examples: Path | None = None, seed: int = 1
+def run(write: Callable[[str], object], *, examples: Path | None = None, seed: int = 1
         ) -> DemoFacts:
     """Run the walkthrough, writing its transcript through ``write``; return the facts."""
     start = time.perf_counter()
@@ -302,8 +302,8 @@ def run(write: Callable[[str], None], *, examples: Path | None = None, seed: int
 
     np_trace = kernel.trace(Packet(src=OUTSIDE_CLIENT, dst=node_ip, dport=30080))
     out.title(f"kservice trace --node {NODE} --src {OUTSIDE_CLIENT} --dst {node_ip}:30080",
-              "client -> NodeIP:NodePort -> (the ClusterIP 10.99.99.99:8080's chain) -> "
-              "PodIP:9376: one DNAT, never to the ClusterIP; masqueraded to come back.")
+              "client -> NodeIP:NodePort -> ClusterIP:ServicePort -> PodIP:containerPort is one "
+              "DNAT: the NodePort jumps to the ClusterIP's chain; masqueraded so replies return.")
     out.text(_outcomes(np_trace, pods))
 
     # Session affinity: 5 new connections (new source ports) from the same client.
@@ -340,12 +340,14 @@ def run(write: Callable[[str], None], *, examples: Path | None = None, seed: int
 
     ingress: dict[tuple[str, str], str] = {}
     out.title("kservice ingress route --host HOST --path PATH",
-              "The Ingress: foo.mydomain.com goes to myapp:8080; mydomain.com/bar/* to "
-              "bar:80 (no such Service: 503); anything else has no rule (404).")
-    for host, path in (("foo.mydomain.com", "/"), ("mydomain.com", "/bar/baz"),
-                       ("mydomain.com", "/bar"), ("example.org", "/")):
+              "The Ingress: foo.mydomain.com goes to myapp:8080, mydomain.com/bar/* to bar:80 "
+              "(no such Service: 503); /bar itself and other hosts match no rule (404).")
+    requests = (("foo.mydomain.com", "/"), ("mydomain.com", "/bar/baz"),
+                ("mydomain.com", "/bar"), ("example.org", "/"))
+    width = max(len(f"http://{h}{p}") for h, p in requests)
+    for host, path in requests:
         ingress[(host, path)] = _route_text(cluster, host, path)
-        out.text(f"  http://{host}{path:<9} {ingress[(host, path)]}")
+        out.text(f"  {'http://' + host + path:<{width}}  {ingress[(host, path)]}")
 
     out.write(f"\nDone: deterministic (seed {seed}, clock {DEMO_TIME:%Y-%m-%dT%H:%M:%SZ}); "
               "nothing was stored.\n")

@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from typing import BinaryIO
 
 from kservice.errors import BackendError, InvalidInput
 
-__all__ = ["FORMATS", "INSTALL_HINT", "convert", "dot_binary"]
+__all__ = ["FORMATS", "INSTALL_HINT", "convert", "dot_binary", "emit"]
 
 #: Output formats this adapter produces (``dot -T<fmt>``).
 FORMATS = ("svg", "png")
@@ -56,3 +58,20 @@ def convert(dot_text: str, fmt: str) -> bytes:
         raise BackendError(f"Graphviz `dot -T{fmt}` failed (exit {proc.returncode}): "
                            + (detail[0] if detail else "no message"))
     return proc.stdout
+
+
+def emit(dot_text: str, fmt: str, out: BinaryIO | None = None) -> None:
+    """Write ``dot_text`` as ``fmt`` (``dot``, ``svg`` or ``png``) to ``out`` (stdout).
+
+    A PNG is not written to a terminal (it would garble it): redirect it to a file.
+    """
+    stream = out if out is not None else sys.stdout.buffer
+    if fmt == "dot":
+        data = dot_text.encode()
+    else:
+        if fmt == "png" and out is None and sys.stdout.isatty():
+            raise InvalidInput("refusing to write PNG to a terminal; redirect it to a file "
+                               "(... -o png > picture.png)")
+        data = convert(dot_text, fmt)
+    stream.write(data)
+    stream.flush()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from typing import Any
 
-from backends.ipvs.formats import node_sections, split_all
+from backends.ipvs.formats import lazy_node_sections, split_all
 from backends.ipvs.reconcile import reconcile
 from backends.ipvs.render import DUMMY_DEVICE, JUMP_RULES, render_node
 from kservice.backend import Rendering
@@ -61,12 +62,23 @@ class IPVSBackend:
     formats = ("all", "commands", "save", "list", "ipset", "iptables", "addr")
 
     def render(self, state: NodeProxyState, previous: NodeProxyState | None = None) -> Rendering:
-        node = render_node(state)
-        prev = render_node(previous) if previous is not None else None
-        plan = reconcile(prev, node, state.config.ipvs.exclude_cidrs)
+        # A 10k-service node allocates ~10^6 small acyclic objects: the cyclic collector
+        # would walk them again and again for nothing, so it is paused while rendering
+        # (this is what made the full render flaky under load). The listings are lazy
+        # (:func:`~backends.ipvs.formats.lazy_node_sections`).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            node = render_node(state)
+            prev = render_node(previous) if previous is not None else None
+            plan = reconcile(prev, node, state.config.ipvs.exclude_cidrs)
+            commands = plan.text()
+        finally:
+            if was_enabled:
+                gc.enable()
         return Rendering(
             backend=self.name, node=state.node.name, family=state.family,
-            sections=node_sections(node, plan.text()), partial=previous is not None,
+            sections=lazy_node_sections(node, commands), partial=previous is not None,
         )
 
     def load(self, kernel: Any, rendering: Rendering) -> None:

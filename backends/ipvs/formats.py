@@ -10,8 +10,9 @@ servers) and returns the text the real tool prints for that kernel state (refere
 from __future__ import annotations
 
 import functools
+import gc
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from backends.ipvs.model import (
@@ -33,6 +34,8 @@ __all__ = [
     "ipvsadm_list",
     "ipvsadm_save",
     "kube_ipvs0_addr",
+    "lazy_node_sections",
+    "node_sections",
     "sort_destinations",
     "sort_services",
     "split_all",
@@ -290,3 +293,45 @@ def node_sections(node: IPVSNode, commands: str) -> tuple[tuple[str, str], ...]:
         ("addr", kube_ipvs0_addr(node.bound)),
     )
     return (("all", all_text(parts)), *parts)
+
+
+def _gc_paused(fn: Callable[[], str]) -> Callable[[], str]:
+    """``fn`` with the cyclic collector paused while it runs: a 10k-service listing makes
+    ~10^5 short-lived acyclic objects that the collector would only walk for nothing."""
+    @functools.wraps(fn)
+    def run() -> str:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn()
+        finally:
+            if was_enabled:
+                gc.enable()
+    return run
+
+
+def lazy_node_sections(node: IPVSNode, commands: str
+                       ) -> tuple[tuple[str, str | Callable[[], str]], ...]:
+    """:func:`node_sections` with the listings produced on first use.
+
+    What kube-proxy itself computes per sync -- the ``ipvsadm`` commands and the
+    ``iptables-restore`` payload -- is text already; the ``ipvsadm -Sn``/``-Ln`` listings,
+    the ipset listing and ``all`` are views that a caller asking for one format never needs
+    (a :class:`~kservice.backend.Rendering` runs each function once).
+    """
+    view = functools.cache(lambda: _sorted_view(node.services, node.destinations))
+    save = _gc_paused(functools.cache(
+        lambda: ipvsadm_save(node.services, node.destinations, _view=view())))
+    listing = _gc_paused(functools.cache(
+        lambda: ipvsadm_list(node.services, node.destinations, _view=view())))
+    ipset = functools.cache(lambda: ipset_save(node.ipsets))
+    addr = functools.cache(lambda: kube_ipvs0_addr(node.bound))
+
+    @_gc_paused
+    def everything() -> str:
+        return all_text((("commands", commands), ("save", save()), ("list", listing()),
+                         ("ipset", ipset()), ("iptables", node.iptables_restore),
+                         ("addr", addr())))
+
+    return (("all", everything), ("commands", commands), ("save", save), ("list", listing),
+            ("ipset", ipset), ("iptables", node.iptables_restore), ("addr", addr))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +38,9 @@ DEFAULT_LAB = "default"
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "lab", help="build the cluster in Linux network namespaces and probe it with packets",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="The emulated cluster built in Linux network namespaces: real netfilter "
+                    "loaded with each node's rendered rules, a responder in every pod, real "
+                    "packets, and --check against the mock kernel. Needs root. See docs/lab.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  kservice lab up -f docs/examples/myapp-deployment.yaml "
@@ -129,13 +132,30 @@ def load_cluster(state: str | None, files: list[str] | None) -> Cluster:
     return cluster
 
 
-def payloads(cluster: Cluster, plan: LabPlan, mode: str) -> dict[str, tuple[str, str]]:
+def render_nodes(cluster: Cluster, plan: LabPlan, mode: str) -> dict[str, tuple[Any, Any]]:
+    """node -> (NodeInfo, Rendering) of the current cluster."""
     out = {}
     for node in plan.nodes:
         state = rules.node_state(cluster, plan, node.name)
-        out[node.name] = (rules.MODES[mode][2],
-                          rules.load_payload(rules.render(state, mode), mode))
+        out[node.name] = (state.node, rules.render(state, mode))
     return out
+
+
+def payloads(rendered: dict[str, tuple[Any, Any]], mode: str) -> dict[str, tuple[str, str]]:
+    """node -> (loader, text) for the executor."""
+    return {n: (rules.MODES[mode][2], rules.load_payload(r, mode))
+            for n, (_info, r) in rendered.items()}
+
+
+def save_renderings(lab: str, rendered: dict[str, tuple[Any, Any]]) -> None:
+    """Kept in the lab's directory: ``probe --check`` predicts from exactly what each
+    node's kernel was given, never from a re-rendering of a state that changed since."""
+    for n, (info, r) in rendered.items():
+        rules.save_rendering(_rendering_path(lab, n), info, r)
+
+
+def _rendering_path(lab: str, node: str) -> Any:
+    return executor.lab_dir() / lab / f"rendering.{node}.json"
 
 
 def _out(text: str) -> None:
@@ -147,12 +167,19 @@ def _out(text: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     name = _lab_name(args, creating=True)
-    state_path = getattr(args, "state", None)
+    # Absolute paths: sync, probe --check and the userspace proxies re-read them later,
+    # maybe from another directory.
+    state_path = os.path.abspath(args.state) if getattr(args, "state", None) else None
+    if "-" in (args.filename or []):
+        raise InvalidInput("lab up -f - (stdin) is not supported: sync and probe --check "
+                           "read the files again; save the manifests to a file")
+    args.filename = [os.path.abspath(f) for f in args.filename or []] or None
     cluster = load_cluster(state_path, args.filename)
     plan = plan_lab(cluster, name)
     if args.mode == "userspace":
         _require_userspace()
-    loads = payloads(cluster, plan, args.mode)
+    rendered = render_nodes(cluster, plan, args.mode)
+    loads = payloads(rendered, args.mode)
     if args.dry_run:
         for cmd in plan.build_commands() + plan.bridge_nf_commands():
             _out(str(cmd))
@@ -169,11 +196,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.mode == "userspace":
         # The portal rules need the proxy's real ports: loaded once the proxies run.
         loads = {n: ("", "") for n in loads}
-    meta = executor.build(plan, loads, mode=args.mode, state_path=state_path,
-                          extra_meta={"files": list(args.filename or [])})
-    if args.mode == "userspace":
+    with executor.interrupts_as_exceptions():
+        meta = executor.build(plan, loads, mode=args.mode, state_path=state_path,
+                              extra_meta={"files": list(args.filename or [])})
         try:
-            _start_userspace(plan, meta, cluster, state_path, args.filename)
+            save_renderings(name, rendered)
+            if args.mode == "userspace":
+                _start_userspace(plan, meta, cluster, state_path, args.filename)
         except BaseException:
             teardown(name, load_meta(name) or meta)
             raise
@@ -208,18 +237,17 @@ def _start_userspace(plan: LabPlan, meta: dict[str, Any], cluster: Cluster,
             node.netns, userspace.proxy_argv(sys.executable, state, files, node.name), log)
         logs[node.name] = log
     save_meta(meta)
-    _load_userspace_rules(ex, plan, cluster, logs, set())
+    _load_userspace_rules(ex, plan, cluster, logs)
 
 
 def _load_userspace_rules(ex: Executor, plan: LabPlan, cluster: Cluster,
-                          logs: dict[str, Any], stale: set[str]) -> None:
+                          logs: dict[str, Any]) -> None:
     deadline = time.monotonic() + PROXY_READY_TIMEOUT
     for node in plan.nodes:
         listening = None
         for _ in range(int(PROXY_READY_TIMEOUT / 0.1) + 1):
             listening = userspace.listening_from_log(logs[node.name])
-            if (listening is not None and json.dumps(listening) not in stale) or \
-                    time.monotonic() > deadline:
+            if listening is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if listening is None:
@@ -255,12 +283,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
                               "observed": obs.to_json()}
     if args.check:
         node, packet = packet_for(plan, source, dst, port, proto, bind=args.bind, via=args.via)
-        cluster = load_cluster(meta.get("state"), meta.get("files"))
-        def node_rules(name: str) -> tuple[Any, Any]:
-            state = rules.node_state(cluster, plan, name)
-            return state, rules.render(state, meta["mode"])
-
-        trace = rules.predict_path(plan, meta["mode"], node, packet, node_rules)
+        trace = rules.predict_path(plan, meta["mode"], node, packet,
+                                   lambda n: rules.load_rendering(_rendering_path(name, n)))
+        if _state_changed(meta, plan):
+            result["warning"] = ("the cluster changed since the lab's rules were loaded; the "
+                                 "prediction is for the loaded rules (`kservice lab sync` "
+                                 "loads the current ones)")
         exp = expectation(plan, trace, proto)
         problems = disagreements(obs, exp)
         result["predicted"] = {"node": node, "packet": packet.to_json(), **exp.to_json()}
@@ -271,6 +299,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     else:
         _out(_format_probe(result))
     return 1 if problems else 0
+
+
+def _state_changed(meta: dict[str, Any], plan: LabPlan) -> bool:
+    """Would the current cluster render other rules than the ones loaded?"""
+    try:
+        cluster = load_cluster(meta.get("state"), meta.get("files"))
+    except Exception:  # an unreadable state is reported by the commands that need it
+        return False
+    section = rules.MODES[meta["mode"]][1]
+    for node in plan.nodes:
+        now = rules.render(rules.node_state(cluster, plan, node.name), meta["mode"])
+        _info, loaded = rules.load_rendering(_rendering_path(plan.name, node.name))
+        if now.section(section) != loaded.section(section):
+            return True
+    return False
 
 
 def _format_probe(r: dict[str, Any]) -> str:
@@ -294,6 +337,11 @@ def _format_probe(r: dict[str, Any]) -> str:
         lines.append(f"mock kernel on {pred['node']}: " + ", ".join(
             f"{k} {v}" + (f" (source {pred['sources'][k]})" if k in pred["sources"] else "")
             for k, v in sorted(pred["shares"].items())))
+        if pred.get("asymmetric_replies"):
+            lines.append("delivered, but the reply cannot return through the NATing node "
+                         "(expected to time out): " + "; ".join(pred["asymmetric_replies"]))
+        if r.get("warning"):
+            lines.append("warning: " + r["warning"])
         lines.append("agree" if r["agree"] else "DISAGREE:\n  " + "\n  ".join(
             r["disagreements"]))
     return "\n".join(lines)
@@ -370,11 +418,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
             # The running proxies re-read the state file themselves (every second); their
             # newest port report is what the rules must point at.
             time.sleep(USERSPACE_RESYNC_WAIT)
+            save_renderings(name, render_nodes(cluster, changes.plan, meta["mode"]))
             logs = {n.name: executor.lab_dir() / name / f"proxy.{n.name}.log"
                     for n in changes.plan.nodes}
-            _load_userspace_rules(ex, changes.plan, cluster, logs, set())
+            _load_userspace_rules(ex, changes.plan, cluster, logs)
         else:
-            executor.load_rules(ex, changes.plan, payloads(cluster, changes.plan, meta["mode"]))
+            rendered = render_nodes(cluster, changes.plan, meta["mode"])
+            executor.load_rules(ex, changes.plan, payloads(rendered, meta["mode"]))
+            save_renderings(name, rendered)
     pods = "" if not (changes.added or changes.removed) else (
         f"; pods: {len(changes.added)} added, {len(changes.removed)} removed")
     _out(f'lab "{name}": rules re-rendered and loaded on {len(plan.nodes)} nodes{pods}')

@@ -41,8 +41,8 @@ from backends.lab.plan import (
 from kservice.errors import BackendError, InvalidInput
 
 __all__ = ["AGENT", "Executor", "LabMeta", "Progress", "apply_pod_changes", "build",
-           "lab_dir", "list_labs", "load_meta", "load_rules", "save_meta", "start_responders",
-           "teardown"]
+           "interrupts_as_exceptions", "lab_dir", "list_labs", "load_meta", "load_rules",
+           "require_tools", "save_meta", "start_responders", "teardown"]
 
 AGENT = str(Path(__file__).with_name("agent.py"))
 LAB_DIR_ENV = "KSERVICE_LAB_DIR"

@@ -53,8 +53,9 @@ __all__ = [
 
 #: Every namespace the lab creates starts with this, then the lab name and a dash.
 LAB_PREFIX = "ksl-"
-#: Lab names: short (namespace names stay readable), DNS-label-like (no shell surprises).
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$")
+#: Lab names: short, lower-case letters and digits only. No "-": the lab's namespaces are
+#: "ksl-<lab>-...", and with a dash in names lab "a" would own the prefix of lab "a-b".
+_NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")
 #: Linux IFNAMSIZ is 16 including the NUL.
 IFNAMSIZ = 15
 UNDERLAY_BRIDGE = "ul0"
@@ -81,8 +82,8 @@ def _pairs(values: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
 def validate_lab_name(name: str) -> str:
     if not _NAME_RE.match(name):
         raise InvalidInput(f"lab name {name!r} is not valid",
-                           hint="1-12 characters of a-z, 0-9 and '-', starting and ending "
-                                "with a letter or digit")
+                           hint="1-12 characters of a-z and 0-9 (no '-': the lab's namespaces "
+                                "are named ksl-<lab>-...)")
     return name
 
 

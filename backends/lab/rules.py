@@ -11,8 +11,10 @@ disagreement is the kernel's word against the mock's, never two different rule s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
 import attrs
 import netaddr
@@ -20,12 +22,12 @@ import netaddr
 from backends.lab.plan import POD_BRIDGE, LabPlan
 from kservice.backend import Rendering, get_backend
 from kservice.cluster import Cluster
-from kservice.errors import InvalidInput
-from kservice.proxy.types import NodeProxyState, ProxierOptions
+from kservice.errors import BackendError, InvalidInput
+from kservice.proxy.types import NodeInfo, NodeProxyState, ProxierOptions
 from kservice.trace import Outcome, Packet, TraceResult
 
-__all__ = ["MAX_HOPS", "MODES", "load_payload", "node_state", "predict", "predict_path",
-           "render"]
+__all__ = ["MAX_HOPS", "MODES", "load_payload", "load_rendering", "node_state", "predict",
+           "predict_path", "render", "save_rendering"]
 
 #: A packet crosses at most this many lab nodes (client's node, the node it is sent to).
 MAX_HOPS = 3
@@ -67,23 +69,54 @@ def load_payload(rendering: Rendering, mode: str) -> str:
     return rendering.section(section) if section else ""
 
 
-def predict(state: NodeProxyState, rendering: Rendering, mode: str, packet: Packet) -> TraceResult:
-    """The mock kernel's answer for ``packet`` on this node, with this rendering loaded."""
+def predict(node: NodeInfo, rendering: Rendering, mode: str, packet: Packet) -> TraceResult:
+    """The mock kernel's answer for ``packet`` on ``node``, with this rendering loaded."""
     from backends.mockkernel import MockKernel
 
-    kernel = MockKernel(state.node)
+    kernel = MockKernel(node)
     get_backend(MODES[mode][0]).load(kernel, rendering)
     return kernel.trace(packet, mode=mode)
 
 
+def save_rendering(path: Path, node: NodeInfo, rendering: Rendering) -> None:
+    """What a node was loaded with, kept so ``probe --check`` predicts from exactly that
+    (never from a re-rendering of a state that may have changed since)."""
+    data = {
+        "node": {"name": node.name, "ips": list(node.ips), "labels": dict(node.labels),
+                 "pod_cidrs": list(node.pod_cidrs),
+                 "interfaces": [list(i) for i in node.interfaces]},
+        "rendering": {"backend": rendering.backend, "node": rendering.node,
+                      "family": rendering.family, "partial": rendering.partial,
+                      "sections": [[k, rendering.section(k)] for k in rendering.names]},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def load_rendering(path: Path) -> tuple[NodeInfo, Rendering]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"the lab's saved rendering {path} is unreadable ({exc}); "
+                           "`kservice lab sync` writes it again") from None
+    n, r = data["node"], data["rendering"]
+    node = NodeInfo(name=n["name"], ips=tuple(n["ips"]), labels=n["labels"],
+                    pod_cidrs=tuple(n["pod_cidrs"]),
+                    interfaces=tuple((a, b) for a, b in n["interfaces"]))
+    rendering = Rendering(backend=r["backend"], node=r["node"], family=r["family"],
+                          sections=tuple((k, v) for k, v in r["sections"]),
+                          partial=r["partial"])
+    return node, rendering
+
+
 def predict_path(plan: LabPlan, mode: str, node: str, packet: Packet,
-                 node_rules: Callable[[str], tuple[NodeProxyState, Rendering]]) -> TraceResult:
+                 node_rules: Callable[[str], tuple[NodeInfo, Rendering]]) -> TraceResult:
     """The mock kernel's answer across nodes: an outcome that forwards the packet to another
     lab node's address (a pod sending to a remote node's NodePort) is traced again on that
     node, with the source it left with. Probabilities multiply; rule paths concatenate."""
     def walk(node: str, packet: Packet, hops: int) -> list[Outcome]:
-        state, rendering = node_rules(node)
-        result = predict(state, rendering, mode, packet)
+        info, rendering = node_rules(node)
+        result = predict(info, rendering, mode, packet)
         out: list[Outcome] = []
         for o in result.outcomes:
             nxt = _next_node(plan, node, o)

@@ -38,6 +38,8 @@ __all__ = ["Check", "Lab", "running_lab"]
 class Check:
     """One probe held against the mock kernel."""
 
+    lab: str
+    mode: str
     source: str
     target: str
     node: str
@@ -52,7 +54,8 @@ class Check:
         return not self.problems
 
     def report(self) -> str:
-        return (f"probe {self.source} -> {self.target} (decided on node {self.node}, "
+        return (f"lab {self.lab} ({self.mode}): "
+                f"probe {self.source} -> {self.target} (decided on node {self.node}, "
                 f"packet {self.packet.to_json()})\n"
                 f"  real kernel: {self.observed.to_json()}\n"
                 f"  mock kernel: {self.expected.to_json()}\n"
@@ -115,7 +118,7 @@ class Lab:
         node, packet = packet_for(self.plan, parse_source(self.plan, source), dst, port,
                                   proto, bind=bind, via=via)
         trace = rules.predict_path(self.plan, self.mode, node, packet,
-                                   lambda n: (self.states[n], self.renderings[n]))
+                                   lambda n: (self.states[n].node, self.renderings[n]))
         return node, packet, trace
 
     def check(self, source: str, target: str, *, count: int = 10, timeout: float = 0.5,
@@ -126,7 +129,7 @@ class Lab:
             # Every attempt would wait out its timeout: a few prove the DROP as well.
             count = min(count, 3)
         obs = self.probe(source, target, count=count, timeout=timeout, bind=bind, via=via)
-        return Check(source, target, node, packet, trace, exp, obs,
+        return Check(self.plan.name, self.mode, source, target, node, packet, trace, exp, obs,
                      disagreements(obs, exp, sticky=sticky))
 
 

@@ -71,7 +71,9 @@ def register(subparsers: Any) -> None:
     dumps = p.add_argument_group("tracing a real node's dumps")
     dumps.add_argument("--rules", metavar="DUMP", help="iptables-save output ('-' = stdin)")
     dumps.add_argument("--nft", metavar="RULESET", help="nft list ruleset output")
-    dumps.add_argument("--ipvs", metavar="SAVE", help="ipvsadm -Sn output (with --ipset)")
+    dumps.add_argument("--ipvs", metavar="SAVE",
+                       help="ipvsadm -Sn output (with --ipset), or a whole `kservice render "
+                            "--mode ipvs --format all` file (alone)")
     dumps.add_argument("--ipset", metavar="SAVE", help="ipset save output")
     dumps.add_argument("--node-ip", action="append", default=[], metavar="IP",
                        help="a node address (repeatable; the first is the primary)")
@@ -143,10 +145,48 @@ def _node_from_flags(args: argparse.Namespace) -> NodeInfo:
         except ValueError:
             raise InvalidInput(f"--pod-cidr {cidr!r} is not a CIDR") from None
     if not args.node_ip and not ifaces:
+        stored = _stored_node(args)
+        if stored is not None:
+            return stored
         raise InvalidInput("tracing a dump needs the node's addresses: --node-ip IP "
-                           "(or --iface NAME=ADDR/PREFIX)")
-    return NodeInfo(name=args.node or "node", ips=tuple(args.node_ip),
+                           "(or --iface NAME=ADDR/PREFIX), or --node NAME of a node of the "
+                           "stored cluster")
+    ips = tuple(args.node_ip) or tuple(c.split("/")[0] for _n, c in ifaces)
+    name = args.node or _stored_node_name(args, ips[0]) or ips[0]
+    return NodeInfo(name=name, ips=tuple(args.node_ip),
                     pod_cidrs=tuple(args.pod_cidr), interfaces=tuple(ifaces))
+
+
+def _stored_node(args: argparse.Namespace) -> NodeInfo | None:
+    """``--node NAME`` alone: the node as the stored cluster describes it (its addresses,
+    pod CIDRs and interfaces, exactly as ``trace --mode`` would see it)."""
+    if not args.node:
+        return None
+    from kservice.cli.state import open_session
+    from kservice.proxy.snapshot import node_info_for
+
+    with open_session(getattr(args, "state", None), write=False) as cluster:
+        if "Node" not in cluster.kinds or cluster.find("Node", args.node, "") is None:
+            return None
+        return node_info_for(cluster, args.node)
+
+
+def _stored_node_name(args: argparse.Namespace, ip: str) -> str | None:
+    """The stored cluster's node that has address ``ip`` (the header names the node)."""
+    from kservice.cli.state import open_session
+
+    with open_session(getattr(args, "state", None), write=False) as cluster:
+        if "Node" not in cluster.kinds:
+            return None
+        for node in cluster.list("Node"):
+            if ip in node.node_ips:
+                return str(node.metadata.name)
+    return None
+
+
+def _is_ipvs_all(text: str) -> bool:
+    """A ``kservice render --mode ipvs --format all`` file: ``### section`` headers."""
+    return text.startswith("### ")
 
 
 def _routes(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -169,17 +209,24 @@ def _kernel_from_dumps(args: argparse.Namespace, family: str) -> tuple[MockKerne
                         exact_kernel_probabilities=args.kernel_probabilities,
                         routes=_routes(args))
     mode = "iptables"
+    ipvs_text: str | None = getattr(args, "ipvs_text", None)
+    if ipvs_text is not None and _is_ipvs_all(ipvs_text):
+        # A whole `render --mode ipvs --format all` file: the IPVS backend loads it as it
+        # loads its own rendering (ipsets, virtual servers, kube-ipvs0 addresses, and the
+        # iptables payload with IPVS mode's jump rules from the built-in chains).
+        _load_ipvs_all(kernel, ipvs_text, args, node.name, family)
+        return kernel, "ipvs"
     if args.ipset:
         from backends.mockkernel.ipset import IPSetStore
 
         store = IPSetStore()
         store.restore(_read(args.ipset, "--ipset"), source=args.ipset)
         kernel.ipsets = store
-    if args.ipvs:
+    if ipvs_text is not None:
         from backends.mockkernel.ipvs import IPVS
 
         ipvs = IPVS(kernel.clock)
-        ipvs.restore(_read(args.ipvs, "--ipvs"), source=args.ipvs)
+        ipvs.restore(ipvs_text, source=args.ipvs)
         kernel.ipvs = ipvs
         kernel.register(ipvs)
         # Every virtual address is bound to kube-ipvs0 on a kube-proxy IPVS node.
@@ -187,23 +234,56 @@ def _kernel_from_dumps(args: argparse.Namespace, family: str) -> tuple[MockKerne
             kernel.add_local_address(svc.vs.address, "kube-ipvs0")
         mode = "ipvs"
     if args.rules:
-        kernel.load_iptables_save(_read(args.rules, "--rules"), family, source=args.rules)
+        rules_text = _read(args.rules, "--rules")
+        kernel.load_iptables_save(rules_text, family, source=args.rules)
         tables = kernel.iptables[6 if family == "IPv6" else 4]
         empty_builtins = all(not c.rules for t in tables.values() for name, c in t.chains.items()
                              if name in BUILTIN_CHAINS[t.name])
         has_kube = "nat" in tables and "KUBE-SERVICES" in tables["nat"].chains
         if args.jump_rules == "yes" or (args.jump_rules == "auto" and empty_builtins and has_kube):
-            kernel.install_kube_proxy_jump_rules(family)
+            if mode == "ipvs":
+                # IPVS mode ensures its own jumps (KUBE-SERVICES, KUBE-POSTROUTING,
+                # KUBE-NODE-PORT via KUBE-SERVICES, KUBE-FORWARD, KUBE-PROXY-FIREWALL,
+                # KUBE-IPVS-FILTER...), not iptables mode's.
+                from backends.ipvs.backend import full_iptables_save
+
+                kernel.load_iptables_save(full_iptables_save(rules_text), family,
+                                          source=args.rules)
+            else:
+                kernel.install_kube_proxy_jump_rules(family)
             if args.jump_rules == "auto":
                 kernel.warnings.append(
                     "the dump's built-in chains are empty (an iptables-restore payload): "
-                    "added kube-proxy's jump rules (--jump-rules no to disable)")
+                    f"added kube-proxy's {'IPVS-mode ' if mode == 'ipvs' else ''}jump rules "
+                    "(--jump-rules no to disable)")
     if args.nft:
         from backends.mockkernel.nft import nft_apply
 
         nft_apply(kernel, _read(args.nft, "--nft"), source=args.nft)
         mode = "nftables"
     return kernel, mode
+
+
+def _load_ipvs_all(kernel: MockKernel, text: str, args: argparse.Namespace, node: str,
+                   family: str) -> None:
+    from backends.ipvs.formats import split_all
+    from kservice.backend import Rendering, get_backend
+    from kservice.errors import BackendError
+
+    if args.ipset or args.rules or args.nft:
+        raise InvalidInput(f"--ipvs {args.ipvs} is a whole `render --format all` file (it "
+                           "holds the ipset and iptables sections): give it alone, without "
+                           "--ipset/--rules/--nft")
+    try:
+        sections = split_all(text)
+    except BackendError as exc:
+        raise InvalidInput(f"--ipvs {args.ipvs}: {exc}") from None
+    rendering = Rendering(backend="ipvs", node=node, family=family,
+                          sections=tuple(sections.items()))
+    try:
+        get_backend("ipvs").load(kernel, rendering)
+    except BackendError as exc:
+        raise InvalidInput(f"--ipvs {args.ipvs}: {exc}") from None
 
 
 def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
@@ -219,7 +299,8 @@ def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
 
         if not args.filename:
             raise InvalidInput("--raw needs -f FILE (the stored objects to trace)")
-        (state,) = raw_node_states(args.filename, args.node, family)
+        (state,) = raw_node_states(args.filename, args.node, family,
+                                   node_ips=args.node_ip, pod_cidrs=args.pod_cidr)
         kernel = MockKernel(state.node, lenient=args.lenient,
                             exact_kernel_probabilities=args.kernel_probabilities)
         backend.load(kernel, backend.render(state))
@@ -234,6 +315,9 @@ def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
         if "Node" in cluster.kinds and cluster.find("Node", args.node, "") is None:
             names = ", ".join(n.metadata.name for n in cluster.list("Node")) or "none"
             raise InvalidInput(f"node {args.node!r} not found; nodes: {names}")
+        from kservice.cli.commands import check_cluster_family
+
+        check_cluster_family(cluster, family, args.node)
         state = build_node_state(cluster, args.node, family)
     rendering = backend.render(state)
     kernel = MockKernel(state.node, lenient=args.lenient,
@@ -252,8 +336,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--family {family} does not match --dst {dst}")
     packet = Packet(src=src, dst=dst, dport=int(dport or 0), sport=sport or 40000,
                     proto=args.proto)
-    if args.ipvs and not args.ipset:
-        raise InvalidInput("--ipvs needs --ipset too (kube-proxy's IPVS rules match ipsets)")
+    # Read once: "-" is stdin.
+    args.ipvs_text = _read(args.ipvs, "--ipvs") if args.ipvs else None
+    if args.ipvs and not args.ipset and not _is_ipvs_all(args.ipvs_text or ""):
+        raise InvalidInput("--ipvs needs --ipset too (kube-proxy's IPVS rules match ipsets), "
+                           "unless it is a whole `kservice render --mode ipvs --format all` "
+                           "file")
     if args.rules or args.nft or args.ipvs:
         kernel, mode = _kernel_from_dumps(args, family)
     else:

@@ -277,6 +277,14 @@ class MockKernel:
         return addrs[0][3]
 
     def masquerade_address(self, st: PacketState) -> str | None:
+        if st.oif == "lo":
+            # nf_nat_masquerade_ipv4 asks inet_select_addr(lo, nexthop, RT_SCOPE_UNIVERSE):
+            # 127.0.0.1 is host-scope and skipped, so the first universe-scope address of
+            # the namespace is used -- the node's primary IP, not loopback (seen on a real
+            # kernel by the lab: a node reaching a ClusterIP served by itself).
+            for ip in self.node.ips:
+                if (":" in ip) == (st.version == 6):
+                    return ip
         return self.iface_address(st.oif, st.version, st.dst)
 
     def redirect_address(self, st: PacketState) -> str | None:
@@ -343,11 +351,17 @@ class MockKernel:
             load_tables(tables, text, family=v, noflush=noflush, lenient=self.lenient,
                         exact_kernel_probabilities=self.exact_kernel_probabilities,
                         source=source, warnings=self.warnings, use_index=self.use_index)
+            for name in set(tables) - before:
+                self.register(tables[name])
         finally:
             if was_enabled:
+                if text.count("\n", 0, _BULK_LOAD_CHARS) >= _BULK_LOAD_LINES:
+                    # Then keep them out of the collector's sight for good: the rule set
+                    # lives as long as the kernel, is acyclic (dropping a kernel frees it
+                    # by reference counting), and would otherwise be traced by the very
+                    # next young collection and by every later full one.
+                    gc.freeze()
                 gc.enable()
-        for name in set(tables) - before:
-            self.register(tables[name])
 
     def install_kube_proxy_jump_rules(self, family: str = "IPv4") -> None:
         """Add kube-proxy's EnsureRule jumps from the built-in chains (reference §1.2).
@@ -599,6 +613,12 @@ class MockKernel:
             # The destination is assumed to answer: the flow becomes ESTABLISHED.
             self.conntrack.confirm(e, answered=True)
         return self._outcome(_ONE, s, v)
+
+
+#: A load of at least this many lines (counted in the first _BULK_LOAD_CHARS characters)
+#: is "bulk": its objects are frozen out of the cyclic collector afterwards (gc.freeze).
+_BULK_LOAD_LINES = 20_000
+_BULK_LOAD_CHARS = 4_000_000
 
 
 def _family_version(family: str) -> int:

@@ -189,6 +189,11 @@ class IptablesTable:
 
     def evaluate(self, hook: str, state: PacketState) -> list[Branch]:
         chain = self.chains[hook]
+        if not chain.rules and (chain.policy or "ACCEPT") == "ACCEPT":
+            # An empty built-in chain with an ACCEPT policy (mangle FORWARD, ...): the
+            # packet passes untouched. Most hooks of a kube-proxy node look like this, and
+            # every branch of a traced packet crosses them.
+            return [(_ONE, state, ACCEPT)]
         out: list[Branch] = []
         for p, st, kind in self._walk(self.chains[hook], 0, state, 0):
             if kind == _FALL:
@@ -240,25 +245,39 @@ class IptablesTable:
         for i in positions:
             rule = rules[i]
             prob = _ONE
+            comp: Fraction | None = None  # 1 - prob, when known without arithmetic
             matched = True
-            for m in rule.matches:
-                if m.unknown is not None:
-                    st.rules.append(self._path(chain, rule))
-                    out.append((weight, st, "UNKNOWN:" + m.unknown))
-                    return out
-                if m.probability is not None:
-                    if rng is not None:
-                        if not rng.random() < m.probability:
-                            matched = False
-                            break
-                    else:
-                        prob = m.probability if prob is _ONE else prob * m.probability
-                        if prob == 0:
-                            matched = False
-                            break
-                elif not m.test(st):
-                    matched = False
-                    break
+            tests = rule.tests
+            if tests is not None:
+                # Plain tests only (most rules): no split, nothing unknown.
+                for test in tests:
+                    if not test(st):
+                        matched = False
+                        break
+                if not matched:
+                    continue
+            else:
+                for m in rule.matches:
+                    if m.unknown is not None:
+                        st.rules.append(self._path(chain, rule))
+                        out.append((weight, st, "UNKNOWN:" + m.unknown))
+                        return out
+                    if m.probability is not None:
+                        if rng is not None:
+                            if not rng.random() < m.probability:
+                                matched = False
+                                break
+                        else:
+                            if prob is _ONE:
+                                prob, comp = m.probability, m.complement
+                            else:
+                                prob, comp = prob * m.probability, None
+                            if prob == 0:
+                                matched = False
+                                break
+                    elif not m.test(st):
+                        matched = False
+                        break
             if not matched:
                 continue
             if prob is not _ONE and prob != 1:
@@ -267,14 +286,19 @@ class IptablesTable:
                 for p, s2, k in self._take(chain, i, st.fork(), depth):
                     out.append((w if p is _ONE else w * p, s2, k))
                 # ... and with 1 - prob the walk goes on with this state.
-                weight = (1 - prob) if weight is _ONE else weight * (1 - prob)
+                if comp is None:
+                    comp = 1 - prob
+                weight = comp if weight is _ONE else weight * comp
                 continue
             t = rule.target
             if t.options.get("chain") and not t.goto and t.unknown is None:
                 # A plain jump: when the sub-chain comes back as one branch, go on here
                 # without recursion (the common case: KUBE-MARK-MASQ, FORWARD jumps).
                 st.rules.append(rule.path or self._path(chain, rule))
-                res = self._walk(self.chains[t.name], 0, st, depth + 1)  # type: ignore[index]
+                sub = self.chains[t.name]  # type: ignore[index]
+                if not sub.rules:
+                    continue  # an empty chain returns at once (KUBE-PROXY-FIREWALL, ...)
+                res = self._walk(sub, 0, st, depth + 1)
                 if len(res) == 1 and res[0][2] == _FALL and res[0][0] is _ONE:
                     st = res[0][1]
                     continue

@@ -215,6 +215,12 @@ class Match:
     invert: bool = False
     #: Lenient mode: the option the kernel model does not implement.
     unknown: str | None = None
+    #: ``1 - probability``, computed once (the walk needs it for every split).
+    complement: Fraction | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.probability is not None:
+            self.complement = 1 - self.probability
 
 
 @attrs.define(slots=True, eq=False)
@@ -241,6 +247,13 @@ class Rule:
     key_dport: int | None = None
     #: The rule-path entry, filled on first use by the walk.
     path: str | None = None
+    #: The matches' tests when every match is a plain test (no random split, nothing
+    #: unknown) -- the walk's fast path; None otherwise. Set at construction.
+    tests: tuple[Callable[[PacketState], bool], ...] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if all(m.unknown is None and m.probability is None for m in self.matches):
+            self.tests = tuple(m.test for m in self.matches)
 
 
 @attrs.define(slots=True, eq=False)
@@ -1340,42 +1353,53 @@ def _shape(tokens: list[str]) -> tuple[str, ...] | None:
     ap = out.append
     n = len(tokens)
     i = 2
-    checks = _VALUE_CHECKS
-    enum = _ENUM_OPTS
-    jumps = _JUMP_OPTS
+    kinds = _SHAPE_KINDS
     known = _KNOWN_TARGETS
     while i < n:
         t = tokens[i]
         i += 1
-        if t[:1] != "-":
-            if t == "!":
+        k = kinds.get(t)
+        if k is None:
+            # An option without a checked value (its value, if any, is free text and
+            # skipped as a non-option token), or such a free-text value itself.
+            if t[:1] == "-":
                 ap(t)
             continue
         ap(t)
-        if t in enum:
+        if k is _K_BANG:
+            continue
+        if k is _K_ENUM:
             if i >= n:
                 return None
             ap(tokens[i])
             i += 1
-        elif t == "--match-set":
+        elif k is _K_MATCH_SET:
             # NAME varies; the flags ("src,dst") are part of the shape.
             if i + 1 >= n:
                 return None
             ap(tokens[i + 1])
             i += 2
-        elif t in jumps:
+        elif k is _K_JUMP:
             if i >= n:
                 return None
             tgt = tokens[i]
             ap(tgt if tgt in known else "<chain>")
             i += 1
-        else:
-            chk = checks.get(t)
-            if chk is not None:
-                if i >= n or not chk(tokens[i]):
-                    return None
-                i += 1
+        else:  # a value check
+            if i >= n or not k(tokens[i]):
+                return None
+            i += 1
     return tuple(out)
 
 
 _JUMP_OPTS = frozenset({"-j", "--jump", "-g", "--goto"})
+
+# What _shape does with a token, in one dict lookup (it runs for every rule of a big dump).
+_K_BANG, _K_ENUM, _K_MATCH_SET, _K_JUMP = object(), object(), object(), object()
+_SHAPE_KINDS: dict[str, Any] = {
+    **_VALUE_CHECKS,
+    **dict.fromkeys(_ENUM_OPTS, _K_ENUM),
+    **dict.fromkeys(_JUMP_OPTS, _K_JUMP),
+    "--match-set": _K_MATCH_SET,
+    "!": _K_BANG,
+}

@@ -15,6 +15,7 @@ readable *base* and a short hash of it, so a name is both unique and greppable:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from functools import lru_cache
 
@@ -50,15 +51,11 @@ AFFINITY_PREFIX = "affinity-"  # per-endpoint ClientIP affinity set
 _MAX_BASE = 240  # upstream: if len(name) > 240, cut to 237 and append "..."
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 alphabet
-
-
 def _b32_prefix8(digest: bytes) -> str:
     """The first 8 characters of base32(digest): base32 maps each 5 bytes to 8 characters
     independently, so they are the encoding of the first 5 bytes (same as
     ``base64.b32encode(digest)[:8]``, without encoding the other 27 bytes)."""
-    v = int.from_bytes(digest[:5], "big")
-    return "".join(_B32[(v >> shift) & 31] for shift in (35, 30, 25, 20, 15, 10, 5, 0))
+    return base64.b32encode(digest[:5]).decode("ascii")
 
 
 @lru_cache(maxsize=1 << 18)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from typing import Any
 
@@ -10,6 +11,17 @@ from kservice.backend import Rendering, SectionText
 from kservice.proxy.types import NodeProxyState
 
 __all__ = ["NFTablesBackend"]
+
+
+def _quiet_gc(fn: Any, arg: Any) -> str:
+    """``fn(arg)`` with the cyclic collector paused (see :meth:`NFTablesBackend.render`)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(arg)  # type: ignore[no-any-return]
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class NFTablesBackend:
@@ -71,16 +83,17 @@ class NFTablesBackend:
     def _render(self, state: NodeProxyState, previous: NodeProxyState | None) -> Rendering:
         prev = self.desired(previous) if previous is not None else None
         desired = self.desired(state)
-        table = model.build_table(desired)
-        # Only the transaction is what kube-proxy computes; the listings are produced on
-        # demand (Rendering runs a section's function on first use).
+        # Only the transaction is what kube-proxy computes; the listings (and the table
+        # model they print) are produced on demand (Rendering runs a section's function on
+        # first use).
+        table = functools.cache(lambda: model.build_table(desired))
         sections: list[tuple[str, SectionText]] = []
         if prev is None:
             sections.append(("transaction", partial.full_transaction(desired)))
         else:
             sections.append(("transaction", partial.partial_transaction(prev, desired)))
-        sections.append(("ruleset", lambda: model.list_ruleset(table)))
-        sections.append(("dump", lambda: model.dump(table)))
+        sections.append(("ruleset", lambda: _quiet_gc(model.list_ruleset, table())))
+        sections.append(("dump", lambda: _quiet_gc(model.dump, table())))
         if prev is not None:
             cleanup = partial.stale_chain_cleanup(prev, desired)
             if cleanup:

@@ -22,6 +22,7 @@ Operations are plain tuples (they are made 10^5 times per large sync):
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -77,9 +78,16 @@ class Desired:
 # --------------------------------------------------------------------------- helpers
 
 
+#: A dotted-quad IPv4 address without leading zeros is already in Go's canonical form.
+_CANONICAL_V4 = re.compile(
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+
+
 @lru_cache(maxsize=1 << 17)
 def _canon_ip(ip: str) -> str:
     """Go's ``net.IP.String()``: canonical (compressed) text."""
+    if _CANONICAL_V4.fullmatch(ip):
+        return ip  # the common case, without building an ipaddress object
     return str(ipaddress.ip_address(ip.strip()))
 
 

@@ -17,14 +17,16 @@ from typing import Any
 import attrs
 import yaml
 
-from kservice.api._names import parse_cidr_sloppy
+from kservice.api._names import is_dns1123_subdomain, parse_cidr_sloppy
 from kservice.config import DEFAULT_CLUSTER_CONFIG, ClusterConfig
-from kservice.errors import InvalidInput
+from kservice.errors import FieldError, InvalidInput
 
 __all__ = [
     "load_cluster_config",
     "parse_port_range",
     "read_cluster_configuration",
+    "validate_dns_domain",
+    "validate_pod_subnets",
     "validate_service_cluster_ip_ranges",
 ]
 
@@ -106,6 +108,30 @@ def validate_service_cluster_ip_ranges(
     return tuple(str(n) for n in nets)
 
 
+def validate_pod_subnets(value: str, field: str = "networking.podSubnet") -> tuple[str, ...]:
+    """kubeadm's ``ValidateIPNetFromString`` for the pod subnet: one CIDR, or two of
+    different families (dual-stack), comma separated; returns the masked CIDRs."""
+    items = [p.strip() for p in value.split(",")]
+    nets = [parse_cidr_sloppy(p) for p in items]
+    if not value.strip() or any(n is None for n in nets):
+        raise InvalidInput(str(FieldError.invalid(field, value, "couldn't parse subnet")))
+    if len(nets) > 2 or (len(nets) == 2 and nets[0].version == nets[1].version):  # type: ignore[union-attr]
+        raise InvalidInput(str(FieldError.invalid(
+            field, value, "expected one (IPv4 or IPv6) CIDR or two CIDRs from each family "
+                          "for dual-stack networking")))
+    return tuple(str(n) for n in nets)
+
+
+def validate_dns_domain(value: str, field: str = "networking.dnsDomain") -> str:
+    """kubeadm's ``ValidateNetworking``: the cluster domain is an RFC 1123 subdomain
+    (a trailing dot, as in a DNS zone name, is dropped first)."""
+    domain = value[:-1] if value.endswith(".") else value
+    errs = is_dns1123_subdomain(domain)
+    if errs:
+        raise InvalidInput("; ".join(str(FieldError.invalid(field, value, e)) for e in errs))
+    return domain
+
+
 def _max_cidr(net: Any, flag: str) -> list[str]:
     bits, ones = net.max_prefixlen, net.prefixlen
     if bits - ones > MAX_CIDR_BITS:
@@ -163,16 +189,10 @@ def read_cluster_configuration(
         changes["service_subnets"] = validate_service_cluster_ip_ranges(str(subnet).split(","))
     pod = networking.get("podSubnet")
     if pod is not None:
-        pods = []
-        for p in str(pod).split(","):
-            net = parse_cidr_sloppy(p.strip())
-            if net is None:
-                raise InvalidInput(f"couldn't parse subnet {p.strip()!r}", path="networking.podSubnet")
-            pods.append(str(net))
-        changes["pod_subnets"] = tuple(pods)
+        changes["pod_subnets"] = validate_pod_subnets(str(pod))
     domain = networking.get("dnsDomain")
     if domain is not None:
-        changes["dns_domain"] = str(domain).rstrip(".")
+        changes["dns_domain"] = validate_dns_domain(str(domain))
     if "service-node-port-range" in args:
         changes["node_port_range"] = parse_port_range(args["service-node-port-range"])
     cfg = attrs.evolve(base, **changes)

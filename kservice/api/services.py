@@ -39,7 +39,11 @@ from kservice.api.families import init_ip_family_fields, is_matching_prefer_dual
 from kservice.api.ipalloc import MismatchedNetwork
 from kservice.api.portalloc import PortAllocator
 from kservice.api.servicecidr import DEFAULT_SERVICE_CIDR, MetaAllocator, ServiceCIDR
-from kservice.api.validation import validate_service, validate_service_update
+from kservice.api.validation import (
+    validate_service,
+    validate_service_status_update,
+    validate_service_update,
+)
 from kservice.config import ClusterConfig
 from kservice.errors import (
     AllocationError,
@@ -543,6 +547,17 @@ class ServiceStrategy:
             txn.revert()
             raise
         txn.commit()
+        return svc
+
+    def update_status(self, cluster: Cluster, old: Service, new: Service) -> Service:
+        """PUT .../status (``serviceStatusStrategy``): the stored spec with ``new``'s status,
+        defaulted (ipMode VIP where an ip is set) and validated."""
+        svc = attrs.evolve(old, status=new.status)
+        svc = default_service(svc)
+        svc = attrs.evolve(old, status=svc.status)
+        errs = validate_service_status_update(svc, old)
+        if errs:
+            raise InvalidObject("Service", svc.metadata.name, errs)
         return svc
 
     def delete(self, cluster: Cluster, obj: Service) -> None:

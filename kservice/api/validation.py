@@ -49,7 +49,9 @@ __all__ = [
     "validate_labels",
     "validate_object_meta",
     "validate_service",
+    "validate_load_balancer_status",
     "validate_service_cluster_ips_related_fields",
+    "validate_service_status_update",
     "validate_service_update",
 ]
 
@@ -557,6 +559,48 @@ def validate_service_update(svc: Service, old: Service) -> list[FieldError]:
         if old.spec.health_check_node_port != svc.spec.health_check_node_port:
             errs.append(FieldError.forbidden("spec.healthCheckNodePort", "field is immutable"))
     return errs + validate_service(svc)
+
+
+#: ``supportedLoadBalancerIPMode``.
+LB_IP_MODES = ("Proxy", "VIP")
+
+
+def validate_load_balancer_status(svc: Service, field: str = "status.loadBalancer"
+                                  ) -> list[FieldError]:
+    """``ValidateLoadBalancerStatus`` (v1.34, AllowServiceLBStatusOnNonLB off): ingress only
+    on a LoadBalancer; each ``ip`` a valid IP with an ``ipMode`` (VIP or Proxy), ``ipMode``
+    only with an ``ip``; each ``hostname`` a DNS-1123 subdomain and not an IP."""
+    errs: list[FieldError] = []
+    ingress = svc.status.load_balancer_ingress
+    path = f"{field}.ingress"
+    if (svc.spec.type or "ClusterIP") != "LoadBalancer" and ingress:
+        return [FieldError.forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'")]
+    for i, ing in enumerate(ingress):
+        idx = f"{path}[{i}]"
+        if ing.ip:
+            errs += _each(is_valid_ip, f"{idx}.ip", ing.ip)
+        if ing.ip_mode is None:
+            if ing.ip:
+                errs.append(FieldError.required(f"{idx}.ipMode", "must be specified when `ip` is set"))
+        elif not ing.ip:
+            errs.append(FieldError.forbidden(f"{idx}.ipMode",
+                                             "may not be specified when `ip` is not set"))
+        elif ing.ip_mode not in LB_IP_MODES:
+            errs.append(FieldError.not_supported(f"{idx}.ipMode", ing.ip_mode, LB_IP_MODES))
+        if ing.hostname:
+            errs += _each(is_dns1123_subdomain, f"{idx}.hostname", ing.hostname)
+            if parse_ip_sloppy(ing.hostname) is not None:
+                errs.append(FieldError.invalid(f"{idx}.hostname", ing.hostname,
+                                               "must be a DNS name, not an IP address"))
+    return errs
+
+
+def validate_service_status_update(svc: Service, old: Service) -> list[FieldError]:
+    """``ValidateServiceStatusUpdate``: metadata identity, then the load balancer status."""
+    errs: list[FieldError] = []
+    if svc.metadata.name != old.metadata.name:
+        errs.append(FieldError.invalid("metadata.name", svc.metadata.name, "field is immutable"))
+    return errs + validate_load_balancer_status(svc)
 
 
 # --------------------------------------------------------------------------- warnings

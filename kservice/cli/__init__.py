@@ -8,7 +8,9 @@ transaction on it (:mod:`kservice.cli.state`).
 
 Errors never print a traceback: kservice's own errors print as kubectl prints them
 (``The Service "foo" is invalid: ...``, ``Error from server (NotFound): ...``,
-``error: ...``) and exit 1; Ctrl-C exits 130; a closed pipe (``| head``) exits quietly.
+``error: ...``) and exit 1; Ctrl-C exits 130; a closed pipe (``| head``) exits quietly;
+anything else is a bug, reported in one line as an internal error with exit 70
+(``KSERVICE_DEBUG=1`` re-raises it with its traceback).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from kservice.cli.state import DEFAULT_STATE, STATE_ENV, open_session
 from kservice.errors import (
@@ -30,9 +33,11 @@ from kservice.errors import (
     NotFound,
 )
 
-__all__ = ["COMMANDS_GROUP", "build_parser", "main", "open_session"]
+__all__ = ["COMMANDS_GROUP", "IntermixedParser", "build_parser", "main", "open_session"]
 
 COMMANDS_GROUP = "kservice.commands"
+#: Set to re-raise unexpected exceptions (with their traceback) instead of a one-line error.
+DEBUG_ENV = "KSERVICE_DEBUG"
 log = logging.getLogger("kservice.cli")
 
 # kubectl's StatusReason for the server-side errors, printed as "Error from server (X)".
@@ -54,6 +59,31 @@ def _load_plugins(subparsers: argparse._SubParsersAction) -> None:  # type: igno
                         type(exc).__name__, exc)
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """kubectl accepts flags anywhere (``get svc -n kube-system kube-dns``): every
+    subcommand parser reads its arguments with :meth:`parse_known_intermixed_args`.
+
+    The top-level parser keeps the ordinary parse (it dispatches on the command word, and
+    argparse cannot intermix a parser that has subparsers); plugins get this class too,
+    through the subparsers' ``parser_class``.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        except TypeError:
+            # A shape intermixing cannot handle (REMAINDER positionals, positionals in a
+            # mutually exclusive group): plain parsing, flags before positionals.
+            return super().parse_known_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kservice.cli import commands
 
@@ -67,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", default=os.environ.get(STATE_ENV) or DEFAULT_STATE, metavar="PATH",
         help=f"the cluster's state file (env {STATE_ENV}; default {DEFAULT_STATE})",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=IntermixedParser)
     sub.required = True
     commands.register(sub)
     _load_plugins(sub)
@@ -102,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except KeyboardInterrupt:
         return 130
+    except RecursionError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: input nested too deeply to process ({exc})", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`kservice get svc | head -1`): stop quietly, and keep
         # Python from complaining again when it flushes stdout at exit.
@@ -111,3 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 0
+    except Exception as exc:
+        # A bug in kservice, not the user's input: still no traceback on their terminal,
+        # but say so plainly (KSERVICE_DEBUG=1 shows it).
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: internal error (a kservice bug, please report it with the command "
+              f"line): {type(exc).__name__}: {exc}; set {DEBUG_ENV}=1 for the traceback",
+              file=sys.stderr)
+        return 70  # EX_SOFTWARE

@@ -123,7 +123,46 @@ def _load_docs(args: argparse.Namespace) -> list[Document]:
     docs = load_files(args.filename)
     if not docs:
         raise InvalidInput("no objects passed to " + args.command)
-    return docs
+    return convert_legacy(docs)
+
+
+#: Removed API versions kservice still accepts, converted as upstream converted them, with
+#: the apiserver's deprecation warning (``k8s.io/apiserver/pkg/endpoints/deprecation``:
+#: "<gv> <kind> is deprecated in vX.Y+, unavailable in vX.Y+; use <gv> <kind>").
+#: A DELIBERATE DIVERGENCE: a real v1.34 apiserver answers `no matches for kind "Ingress"
+#: in version ...` (they were removed in v1.22); kservice accepts them because the seed
+#: note's manifests are written that way (docs/divergences.md).
+LEGACY_VERSIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("extensions/v1beta1", "Ingress"): ("1.14", "1.22"),
+    ("networking.k8s.io/v1beta1", "Ingress"): ("1.19", "1.22"),
+}
+
+
+def convert_legacy(docs: Sequence[Document], warn: Callable[[str], None] | None = _err
+                   ) -> list[Document]:
+    """Legacy Ingress documents converted to ``networking.k8s.io/v1`` (one warning each)."""
+    out: list[Document] = []
+    for doc in docs:
+        data = doc.data
+        key = (data.get("apiVersion"), data.get("kind")) if isinstance(data, dict) else None
+        if key not in LEGACY_VERSIONS:
+            out.append(doc)
+            continue
+        from kservice.ingress import ingress_from_legacy
+
+        try:
+            ing = ingress_from_legacy(data, "")
+        except InvalidInput as exc:
+            raise doc.error(exc.message, exc.path, exc.hint,
+                            prefer_key=exc.message.startswith("unknown field")) from None
+        deprecated, removed = LEGACY_VERSIONS[key]  # type: ignore[index]
+        if warn is not None:
+            warn(f"Warning: {key[0]} {key[1]} is deprecated in v{deprecated}+, unavailable in "
+                 f"v{removed}+; use networking.k8s.io/v1 Ingress")
+        converted = ing.to_manifest()
+        converted.pop("status", None)
+        out.append(Document(converted, doc.source, doc.positions, doc.prefix))
+    return out
 
 
 # --------------------------------------------------------------------------- apply & co
@@ -148,6 +187,7 @@ def with_last_applied(data: dict[str, Any]) -> dict[str, Any]:
 def apply_documents(cluster: Cluster, docs: Sequence[Document], namespace: str | None,
                     warn: Callable[[str], None] = _err) -> list[str]:
     """``kubectl apply``: create, or three-way-merge into the live object. Atomic."""
+    docs = convert_legacy(docs, warn)
     prepared = [(doc, _with_namespace(cluster, doc, namespace)) for doc in docs]
     # Decode everything first: a bad document anywhere aborts before any write.
     decode_documents(cluster, [Document(d, doc.source, doc.positions, doc.prefix)
@@ -305,7 +345,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         all_ns = bool(args.all_namespaces) and args.output not in ("yaml", "json", "name")
         text = printers.print_objects(objs, output=args.output, ctx=ctx, all_namespaces=all_ns,
                                       single=single, cluster=cluster,
-                                      show_labels=args.show_labels)
+                                      show_labels=args.show_labels,
+                                      no_headers=args.no_headers)
     _out(text)
     for nf in missing:
         _err(f"Error from server (NotFound): {nf}")
@@ -386,7 +427,13 @@ def _patch(cluster: Cluster, args: argparse.Namespace) -> str:
 
         if not hasattr(live, "status"):
             raise InvalidInput(f"{rt.resource} have no status subresource")
-        stored = cluster.put_raw(attrs.evolve(live, status=obj.status))
+        strategy = cluster.strategy(rt.kind)
+        # The kind's status strategy defaults and validates the new status
+        # (ValidateServiceStatusUpdate for Services), as PUT .../status does.
+        updated = (strategy.update_status(cluster, live, obj)
+                   if hasattr(strategy, "update_status")
+                   else attrs.evolve(live, status=obj.status))
+        stored = cluster.put_raw(updated)
     else:
         stored = cluster.update(obj)
     changed = cluster.resource_version != before
@@ -404,7 +451,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if args.filename:
             if args.resource:
                 raise InvalidInput("give either -f FILE or TYPE NAME, not both")
-            for doc in load_files(args.filename):
+            for doc in convert_legacy(load_files(args.filename), None):
                 data = _with_namespace(cluster, doc, args.namespace)
                 obj = _decode_located(cluster, doc, data)
                 targets.append((obj.kind, obj.metadata.namespace, obj.metadata.name, doc))
@@ -523,8 +570,11 @@ def _locate(exc: InvalidInput, docs: Sequence[Document]) -> InvalidInput:
     if exc.source or m is None or int(m.group(1)) >= len(docs):
         return exc
     doc = docs[int(m.group(1))]
-    return doc.error(exc.message, m.group(2) or None, exc.hint,
-                     prefer_key=exc.message.startswith("unknown field"))
+    path = m.group(2) or None
+    # The reader names the field in its message too ("... into field [0].spec.x"): the
+    # document-relative path reads the same as everywhere else.
+    message = exc.message.replace(f"field {exc.path}", f"field {path or '<root>'}")
+    return doc.error(message, path, exc.hint, prefer_key=message.startswith("unknown field"))
 
 
 def _pick_node(names: Sequence[str], wanted: str | None) -> str:
@@ -537,34 +587,106 @@ def _pick_node(names: Sequence[str], wanted: str | None) -> str:
     return names[0]
 
 
+#: The kinds kube-proxy reads that live in a namespace (raw files get ``default`` filled
+#: in when they name none, as kubectl does when it reads files).
+_RAW_NAMESPACED = ("Service", "EndpointSlice")
+
+
 def raw_node_states(filenames: Sequence[str], node: str | None,
-                    family: str | None) -> list[Any]:
+                    family: str | None, *, namespace: str | None = None,
+                    node_ips: Sequence[str] = (), pod_cidrs: Sequence[str] = (),
+                    ip_flag: str = "--node-ip") -> list[Any]:
     """``--raw``: node states straight from manifests, as kube-proxy sees stored objects.
 
     No defaulting, validation or allocation: the files are what ``kubectl get
     svc,endpointslices,nodes -A -o yaml`` printed (plus, optionally, a
-    KubeProxyConfiguration). Without ``family`` both families are built when any Service
-    has an IPv6 ClusterIP.
+    KubeProxyConfiguration). Only the namespace is filled in where a manifest names none
+    (``namespace``, else ``default``), as kubectl does when it reads files. Without
+    ``family`` both families are built when any Service has an IPv6 ClusterIP.
+
+    The node is a Node in the files (``node`` must name one of them), or -- when the files
+    hold no Node -- described by ``node_ips``/``pod_cidrs`` (the ``ip_flag`` option).
     """
     from kservice.proxy.raw import state_from_objects
+    from kservice.proxy.types import NodeInfo
 
     docs = load_files(list(filenames))
-    dicts = [d.data for d in docs]
+    dicts = []
+    for d in docs:
+        data = d.data
+        if isinstance(data, dict) and data.get("kind") in _RAW_NAMESPACED:
+            meta = data.get("metadata")
+            if isinstance(meta, dict) and not meta.get("namespace"):
+                data = {**data, "metadata": {**meta, "namespace": namespace or "default"}}
+        dicts.append(data)
     nodes = [d.name for d in docs if d.kind == "Node"]
-    picked = _pick_node(nodes, node)
+    node_info = None
+    if nodes:
+        if node and node not in nodes:
+            raise InvalidInput(f'node "{node}" not found in the files; their nodes: '
+                               f'{", ".join(nodes)}')
+        picked = node or nodes[0]
+        if node_ips or pod_cidrs:
+            raise InvalidInput(f"{ip_flag} describes a node the files do not hold; the files "
+                               f"hold Node objects ({', '.join(nodes)}): pick one with --node")
+    else:
+        if not node_ips:
+            raise InvalidInput(
+                "the files contain no Node object, so the node's addresses are unknown; add "
+                "the Node (kubectl get node NAME -o yaml) to the files, or give its address "
+                f"with {ip_flag} IP (and --node NAME)")
+        for ip in node_ips:
+            if parse_ip(ip) is None:
+                raise InvalidInput(f"{ip_flag} {ip!r} is not an IP address")
+        picked = node or "node"
+        node_info = NodeInfo(name=picked, ips=tuple(node_ips), pod_cidrs=tuple(pod_cidrs))
     if family:
         families = [family]
     else:
         v6 = any(":" in str((d.data.get("spec") or {}).get("clusterIP") or "")
-                 for d in docs if d.kind == "Service" and isinstance(d.data, dict))
+                 for d in docs if d.kind == "Service" and isinstance(d.data, dict)
+                 and isinstance(d.data.get("spec") or {}, dict))
         families = ["IPv4", "IPv6"] if v6 else ["IPv4"]
     states = []
     for fam in families:
         try:
-            states.append(state_from_objects(dicts, picked, fam, kube_proxy_config=None))
+            state = state_from_objects(dicts, picked, fam, kube_proxy_config=None,
+                                       node=node_info)
         except InvalidInput as exc:
             raise _locate(exc, docs) from None
+        if family and not state.service_ports and not _node_has_family(state.node, fam):
+            raise InvalidInput(
+                f"--family {fam}: nothing to render -- no Service in the files has an {fam} "
+                f"cluster IP and node {picked} has no {fam} address")
+        states.append(state)
     return states
+
+
+def parse_ip(text: str) -> Any:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _node_has_family(node: Any, family: str) -> bool:
+    want = 6 if family == "IPv6" else 4
+    return any((ip := parse_ip(a)) is not None and ip.version == want for a in node.ips)
+
+
+def check_cluster_family(cluster: Cluster, family: str, node: str) -> None:
+    """Refuse a family the cluster does not serve: kube-proxy programs no rules for it."""
+    if family in cluster.config.families:
+        return
+    other = cluster.config.families[0]
+    raise InvalidInput(
+        f"--family {family}: the cluster is single-stack {other} (service CIDR "
+        f"{','.join(cluster.config.service_subnets)}): it has no {family} service range, "
+        f"so kube-proxy on {node} programs no {family} rules",
+        hint=f"use --family {other}, or a dual-stack cluster (kservice init --service-cidr "
+             "V4CIDR,V6CIDR)")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -577,7 +699,13 @@ def cmd_render(args: argparse.Namespace) -> int:
                            + ", ".join(backend.formats))
     states: list[Any] = []
     if args.raw:
-        states = raw_node_states(args.filename or [], args.node, args.family)
+        if not args.filename:
+            raise InvalidInput("--raw needs -f FILE (the stored objects to render)")
+        states = raw_node_states(args.filename, args.node, args.family,
+                                 namespace=args.namespace, node_ips=args.node_ip or ())
+    elif args.node_ip:
+        raise InvalidInput("--node-ip describes the node of --raw files; without --raw the "
+                           "node is a Node of the stored cluster (--node NAME)")
     else:
         try:
             from kservice.proxy.snapshot import (  # type: ignore[import-not-found]
@@ -594,6 +722,8 @@ def cmd_render(args: argparse.Namespace) -> int:
                      if "Node" in cluster.kinds else [])
             node = _pick_node(nodes, args.node)
             families = [args.family] if args.family else list(cluster.config.families)
+            if args.family:
+                check_cluster_family(cluster, args.family, node)
             for fam in families:
                 states.append(build_node_state(cluster, node, fam))
     picture = getattr(args, "output", None) or "text"
@@ -663,14 +793,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     from kservice.api.clusterconfig import (
         load_cluster_config,
         parse_port_range,
+        validate_dns_domain,
+        validate_pod_subnets,
         validate_service_cluster_ip_ranges,
     )
     from kservice.config import DEFAULT_CLUSTER_CONFIG
 
-    if Path(args.state).exists():
-        if not args.force:
-            raise InvalidInput(f"state file {args.state} exists; pass --force to replace it")
-        Path(args.state).unlink()
+    if Path(args.state).exists() and not args.force:
+        raise InvalidInput(f"state file {args.state} exists; pass --force to replace it")
     config = DEFAULT_CLUSTER_CONFIG
     if args.config:
         try:
@@ -682,12 +812,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.service_cidr:
         changes["service_subnets"] = validate_service_cluster_ip_ranges(
             args.service_cidr.split(","))
-    if args.pod_cidr:
-        changes["pod_subnets"] = tuple(c.strip() for c in args.pod_cidr.split(","))
+    if args.pod_cidr is not None:
+        # kubeadm init --pod-network-cidr: validated as ClusterConfiguration.networking.
+        changes["pod_subnets"] = validate_pod_subnets(args.pod_cidr, "podSubnet")
     if args.node_port_range:
         changes["node_port_range"] = parse_port_range(args.node_port_range)
-    if args.dns_domain:
-        changes["dns_domain"] = args.dns_domain
+    if args.dns_domain is not None:
+        changes["dns_domain"] = validate_dns_domain(args.dns_domain, "dns-domain")
     if args.seed is not None:
         changes["seed"] = args.seed
     if "service_subnets" in changes:
@@ -696,6 +827,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
         changes["cluster_dns"] = (_nth_ip(changes["service_subnets"][0], 10),)
     config = attrs.evolve(config, **changes)
+    # Only once every setting is valid: a bad flag with --force keeps the old file.
+    if Path(args.state).exists():
+        try:
+            Path(args.state).unlink()
+        except OSError as exc:
+            raise InvalidInput(f"cannot replace {args.state}: {exc.strerror}") from None
     with open_session(args.state, config=config) as cluster:
         n = len(cluster.objects_for_storage())
     _out(f"initialised {args.state}: service CIDR {','.join(config.service_subnets)}, "
@@ -778,6 +915,8 @@ def register(sub: Any) -> None:
     p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db or "
                                             "'env in (a,b)'")
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    p.add_argument("--no-headers", action="store_true",
+                   help="omit the header row of the table (and of -o wide)")
 
     p = _cmd(sub, "describe", cmd_describe, "show details of a service (kubectl describe)",
              "Print the detail view kubectl describe service prints.")
@@ -848,6 +987,9 @@ def register(sub: Any) -> None:
     p.add_argument("--raw", action="store_true",
                    help="render the files as given, without the stored cluster")
     p.add_argument("--service", metavar="NS/NAME", help="only this service's ports")
+    p.add_argument("--node-ip", action="append", default=None, metavar="IP",
+                   help="--raw files without a Node: the node's address (repeatable; the "
+                        "first is the primary)")
     p.add_argument("-o", "--output", choices=("text", "dot", "svg", "png"), default="text",
                    help="text: the rules (default); dot/svg/png: the chain graph "
                         "(svg/png run Graphviz `dot`)")

@@ -310,8 +310,13 @@ def as_list(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 def print_objects(
     objs: Sequence[Any], *, output: str | None, ctx: PrintContext, all_namespaces: bool = False,
     single: bool = False, cluster: Any = None, show_labels: bool = False,
+    no_headers: bool = False,
 ) -> str:
-    """Render ``objs`` as ``kubectl get`` does for ``-o output`` (None = table)."""
+    """Render ``objs`` as ``kubectl get`` does for ``-o output`` (None = table).
+
+    ``no_headers`` drops the header row; the columns are then as wide as the cells alone
+    need, as kubectl's tabwriter computes them without the header line.
+    """
     if output in ("yaml", "json"):
         manifests = [o.to_manifest() for o in objs]
         data = manifests[0] if single and manifests else as_list(manifests)
@@ -363,7 +368,7 @@ def print_objects(
             idx = 1 if all_namespaces else 0
             for r in rows[1:]:
                 r[idx] = f"{rt.qualified}/{r[idx]}"
-        out.append(table(rows))
+        out.append(table(rows[1:] if no_headers else rows))
     return "\n".join(out)
 
 
@@ -431,6 +436,60 @@ register_columns(
     headers=("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"),
     wide_headers=("SELECTOR",),
 )
+
+
+# --------------------------------------------------------------------------- networking.k8s.io
+
+#: formatHosts lists at most this many hosts, then "+ N more...".
+_MAX_HOSTS = 3
+
+
+def ingress_hosts(rules: Sequence[Any]) -> str:
+    """kubectl's ``formatHosts``: the first three non-empty hosts; ``*`` when none."""
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == _MAX_HOSTS:
+            more = True
+        if not more and rule.host:
+            hosts.append(rule.host)
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - _MAX_HOSTS} more..." if more else text
+
+
+def _ingress_row(ing: Any, ctx: PrintContext) -> list[str]:
+    # printIngress: the class name, hosts, the load balancer's IPs/hostnames (a sorted set,
+    # cut at 16 characters unless -o wide), and "80" or "80, 443" when TLS is configured.
+    address = ",".join(sorted({i.ip or i.hostname for i in ing.load_balancer
+                               if i.ip or i.hostname}))
+    if not ctx.wide and len(address) > LOAD_BALANCER_WIDTH:
+        address = address[: LOAD_BALANCER_WIDTH - 3] + "..."
+    return [ing.metadata.name, ing.spec.ingress_class_name or "<none>",
+            ingress_hosts(ing.spec.rules), address, "80, 443" if ing.spec.tls else "80",
+            ctx.age(ing)]
+
+
+def _ingress_class_row(ic: Any, ctx: PrintContext) -> list[str]:
+    parameters = "<none>"
+    if ic.parameters is not None:
+        parameters = ic.parameters.kind
+        if ic.parameters.api_group is not None:
+            parameters += "." + ic.parameters.api_group
+        parameters += "/" + ic.parameters.name
+    return [ic.metadata.name, ic.controller, parameters, ctx.age(ic)]
+
+
+def _service_cidr_row(sc: Any, ctx: PrintContext) -> list[str]:
+    return [sc.metadata.name, ",".join(sc.cidrs), ctx.age(sc)]
+
+
+register_columns("Ingress", _ingress_row,
+                 headers=("NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"))
+register_columns("IngressClass", _ingress_class_row,
+                 headers=("NAME", "CONTROLLER", "PARAMETERS", "AGE"))
+register_columns("ServiceCIDR", _service_cidr_row, headers=("NAME", "CIDRS", "AGE"))
 
 
 # --------------------------------------------------------------------------- describe

@@ -13,8 +13,9 @@ loads every object into a fresh :func:`~kservice.embedded.new_cluster`, runs, an
 writes back only the rows that changed and commits. If the command raises, the transaction
 is rolled back and nothing is stored -- so two concurrent ``kservice apply`` runs are
 serialised, and a multi-object apply that fails half-way leaves the file as it was.
-Read-only commands write nothing, except that the first command on a new file stores the
-seeded default objects, so their UIDs and ages stay put.
+Read-only commands write nothing, except that the first command on an existing but empty
+file stores the seeded default objects, so their UIDs and ages stay put. A read-only command
+on a missing file creates nothing: it reads the embedded default cluster, in memory.
 """
 
 from __future__ import annotations
@@ -138,9 +139,16 @@ def open_session(
 ) -> Iterator[Cluster]:
     """Load the stored cluster; on a clean exit with ``write``, store what changed.
 
-    ``config`` only applies when the file is new (``kservice init``).
+    ``config`` only applies when the file is new (``kservice init``). A read-only session
+    (``write=False``) on a missing file creates nothing -- no directory, no file: it gets
+    the embedded default cluster, in memory.
     """
     path = path or default_state_path()
+    if not write and not Path(path).exists():
+        from kservice.embedded import new_cluster
+
+        yield new_cluster(config or DEFAULT_CLUSTER_CONFIG, seed_defaults=True)
+        return
     conn = _connect(path)
     try:
         try:

@@ -18,6 +18,8 @@ stops at the first NODATA) -- the choice is glibc because most images are glibc-
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,12 +124,45 @@ def pod_dns_config(
                         searches=tuple(kept), options=options)
 
 
+#: RFC 1035 §2.3.4: a label is at most 63 octets, a name at most 255 on the wire.
+MAX_LABEL = 63
+MAX_NAME_WIRE = 255
+_LABEL_SPLIT = re.compile(r"(?<!\\)\.")
+
+
+def _labels(name: str) -> list[str]:
+    body = name[:-1] if name.endswith(".") and not name.endswith("\\.") else name
+    return _LABEL_SPLIT.split(body) if body else []
+
+
+def _wire_length(name: str) -> int:
+    return sum(len(label) + 1 for label in _labels(name)) + 1
+
+
+def check_name(name: str) -> None:
+    """Refuse what the resolver library refuses before sending anything (the words are
+    ``host``/``dig``'s): an empty label (``..``, a leading dot), a label over 63 octets, a
+    name over 255 octets on the wire."""
+    labels = _labels(name)
+    if any(label == "" for label in labels):
+        raise ValueError(f"'{name}' is not a legal name (empty label)")
+    long = [label for label in labels if len(label) > MAX_LABEL]
+    if long:
+        raise ValueError(f"'{name}' is not a legal name (label too long: {len(long[0])} "
+                         f"octets, at most {MAX_LABEL})")
+    if _wire_length(name) > MAX_NAME_WIRE:
+        raise ValueError(f"'{name}' is not a legal name (name too long: "
+                         f"{_wire_length(name)} octets on the wire, at most {MAX_NAME_WIRE})")
+
+
 def candidates(name: str, searches: Sequence[str], ndots: int) -> list[str]:
-    """The absolute names glibc's res_search tries, in order."""
+    """The absolute names glibc's res_search tries, in order (a search-path expansion that
+    would exceed 255 octets is skipped, as res_querydomain refuses it)."""
     if name.endswith("."):
         return [name]
     bare = fqdn(name)
-    expanded = [fqdn(f"{name}.{s}") for s in searches]
+    expanded = [fqdn(f"{name}.{s}") for s in searches
+                if _wire_length(fqdn(f"{name}.{s}")) <= MAX_NAME_WIRE]
     if name.count(".") >= ndots:
         return [bare, *expanded]
     return [*expanded, bare]
@@ -143,6 +178,7 @@ def resolve(cluster: Any, name: str, qtype: str = "A", namespace: str = "default
     """
     if not name or name == ".":
         raise ValueError("empty name")
+    check_name(name)
     z = zone or ClusterZone.from_cluster(cluster, options)
     conf = pod_dns_config(cluster.config, namespace)
     tried: list[tuple[str, str]] = []

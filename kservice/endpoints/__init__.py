@@ -108,6 +108,7 @@ def install(cluster: Cluster) -> EndpointsController:
     ctrl = EndpointsController()
     cluster.extensions[EXT_KEY] = ctrl
     cluster.subscribe(ctrl)
+    cluster.on_idle(ctrl.on_idle)
     mirror = MirroringController()
     cluster.extensions["endpoints.mirroring"] = mirror
     cluster.subscribe(mirror)

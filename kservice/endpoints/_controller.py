@@ -9,10 +9,11 @@ matches it now (an unchanged pod -- same labels, IPs, readiness, node, ports -- 
 a Service event re-syncs that Service; a Node event re-syncs every Service (zones and node
 existence feed every endpoint; node events are rare).
 
-Like upstream's work queue, syncs are *batched*: a Pod or Node event only marks Services
-dirty, and the dirty set is synced once no further Pod/Service/Node event is waiting in the
-store's dispatch queue (so a ReplicaSet creating ten pods costs one sync, not ten). By the
-time the write that started a dispatch returns, every slice is up to date.
+Like upstream's work queue, syncs are *batched*: an event only marks Services dirty, and
+the dirty set is synced once, at the end of the store's dispatch round
+(:meth:`Cluster.on_idle <kservice.cluster.Cluster.on_idle>`) -- so a ReplicaSet creating
+ten pods costs one sync, not ten. By the time the write that started a round returns, every
+slice is up to date.
 
 A sync computes the desired endpoints (:mod:`._desired`), plans slice writes against the
 stored slices (:mod:`._reconciler`) and writes them with ``put_raw``/``delete_raw``, updating
@@ -47,6 +48,7 @@ from kservice.endpoints._reconciler import (
     plan_slices,
 )
 from kservice.models.discovery import Endpoints, EndpointSlice
+from kservice.models.meta import ObjectMeta
 from kservice.models.service import Service
 from kservice.models.workloads import Node, Pod
 from kservice.workloads._naming import generate_name
@@ -181,7 +183,6 @@ class EndpointsController:
                 targets |= self._services_for(new)
             ns = ev.object.metadata.namespace
             self._pending.update((ns, svc) for svc in targets)
-            self._maybe_flush(cluster)
         elif kind == "Service":
             key = (ev.object.metadata.namespace, ev.object.metadata.name)
             self._index_service(ev.object if ev.type != "DELETED" else None, key)
@@ -191,7 +192,6 @@ class EndpointsController:
                 self._service_deleted(cluster, ev.object)
             else:
                 self._pending.add(key)
-            self._maybe_flush(cluster)
         elif kind == "Node":
             old_n = ev.old
             if ev.type == "MODIFIED" and old_n is not None and \
@@ -199,7 +199,6 @@ class EndpointsController:
                 return
             self._nodes = None
             self._pending.update(self.selectors)
-            self._maybe_flush(cluster)
         elif kind == "EndpointSlice":
             sl = ev.object
             name = sl.metadata.labels.get(LABEL_SERVICE_NAME)
@@ -212,16 +211,10 @@ class EndpointsController:
                 self.slices.setdefault((sl.metadata.namespace, name), set()).add(
                     sl.metadata.name)
 
-    def _maybe_flush(self, cluster: Cluster) -> None:
-        """Sync the pending Services unless more relevant events are queued behind this one.
-
-        Peeks at the store's dispatch queue (``Cluster._queue``) -- the emulation of the
-        work queue's de-duplication. Without that attribute every event syncs at once.
-        """
-        queue = getattr(cluster, "_queue", ())
-        if any(e.kind in ("Pod", "Service", "Node") for e in queue):
-            return
-        self.flush(cluster)
+    def on_idle(self, cluster: Cluster) -> None:
+        """End of a dispatch round: sync the Services marked dirty during it."""
+        if self._pending:
+            self.flush(cluster)
 
     def flush(self, cluster: Cluster) -> int:
         """Sync every pending Service now; returns the writes made."""
@@ -277,7 +270,7 @@ class EndpointsController:
         plan = plan_slices(svc, existing, desired, cluster.config.max_endpoints_per_slice)
         writes = 0
         if not plan.empty:
-            now = cluster.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = cluster.timestamp()
             index = self.slices.setdefault((ns, name), set())
             for sl in plan.delete:
                 cluster.delete_raw("EndpointSlice", sl.metadata.name, ns)
@@ -293,8 +286,10 @@ class EndpointsController:
                     return cluster.find("EndpointSlice", n, ns) is not None
 
                 sl_name = generate_name(cluster.config.seed, base, taken)
-                sl = attrs.evolve(sl, metadata=attrs.evolve(sl.metadata, name=sl_name))
-                cluster.put_raw(_stamp(sl, now))
+                ann = dict(sl.metadata.annotations)
+                ann[ANNOTATION_TRIGGER_TIME] = now
+                cluster.put_raw(attrs.evolve(
+                    sl, metadata=_with_annotations(sl.metadata, ann, name=sl_name)))
                 index.add(sl_name)
                 writes += 1
         writes += self._sync_legacy(cluster, svc, [e for v in fresh.values() for e in v[2]])
@@ -310,7 +305,7 @@ class EndpointsController:
                 have.metadata.annotations.get("endpoints.kubernetes.io/over-capacity") == \
                 want.metadata.annotations.get("endpoints.kubernetes.io/over-capacity"):
             return 0
-        now = cluster.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = cluster.timestamp()
         annotations = dict(want.metadata.annotations)
         annotations[ANNOTATION_TRIGGER_TIME] = now
         meta = want.metadata if have is None else have.metadata
@@ -322,4 +317,18 @@ class EndpointsController:
 def _stamp(sl: EndpointSlice, now: str) -> EndpointSlice:
     ann = dict(sl.metadata.annotations)
     ann[ANNOTATION_TRIGGER_TIME] = now
-    return attrs.evolve(sl, metadata=attrs.evolve(sl.metadata, annotations=ann))
+    return attrs.evolve(sl, metadata=_with_annotations(sl.metadata, ann))
+
+
+def _with_annotations(meta: ObjectMeta, annotations: dict[str, str],
+                      name: str | None = None) -> ObjectMeta:
+    """``meta`` with new annotations (and name): one constructor call, as this runs for
+    every slice write (``attrs.evolve`` costs twice as much)."""
+    return ObjectMeta(
+        name=meta.name if name is None else name, namespace=meta.namespace,
+        generate_name=meta.generate_name, labels=meta.labels, annotations=annotations,
+        uid=meta.uid, resource_version=meta.resource_version, generation=meta.generation,
+        creation_timestamp=meta.creation_timestamp, deletion_timestamp=meta.deletion_timestamp,
+        deletion_grace_period_seconds=meta.deletion_grace_period_seconds,
+        owner_references=meta.owner_references, finalizers=meta.finalizers,
+    )

@@ -92,6 +92,7 @@ __all__ = [
     "service_manifests",
     "service_ports",
     "services",
+    "states_and_probes",
     "workload_manifests",
 ]
 
@@ -281,12 +282,15 @@ def _service(
     pods = draw(_pods(family=family, max_endpoints=max_endpoints, hints=True))
     nports = draw(st.integers(1, max_ports))
     used: set[tuple[str, int]] = set()
-    cluster_ip = host(plan["services"], 10 + index)
+    # .100 on: clear of the kubernetes (.1) and kube-dns (.10) Services of a kind cluster,
+    # so a reproducer also applies on top of `kservice`'s default cluster.
+    cluster_ip = host(plan["services"], 100 + index)
     out = []
     for i in range(nports):
         protocol = draw(st.sampled_from(["TCP", "TCP", "UDP", "SCTP"]))
         # (protocol, port) pairs are unique within a Service (§1.2 item 5).
-        port = draw(st.sampled_from([80, 443, 53]).filter(lambda p, pr=protocol: (pr, p) not in used))
+        free = [p for p in (80, 443, 53) if (protocol, p) not in used]
+        port = draw(st.sampled_from(free))
         used.add((protocol, port))
         node_port = 0
         if has_node_ports:
@@ -363,8 +367,9 @@ def frontends(state: NodeProxyState) -> list[tuple[str, int, str]]:
         if sp.node_port:
             out += [(ip, sp.node_port, proto) for ip in state.node.ips
                     if (":" in ip) == (state.family == "IPv6")]
-            if state.family == "IPv4":
-                out.append(("127.0.0.1", sp.node_port, proto))
+            # Localhost NodePorts (IPv4 only, iptables.localhostNodePorts); ::1 is probed
+            # to check that no mode answers there.
+            out.append((plan["loopback"], sp.node_port, proto))
     out.append((host(plan["services"], 250), 80, "tcp"))
     return out
 

@@ -263,8 +263,9 @@ class WorkloadController:
         pods = [p for p in self.dependents(cluster, "Pod", rs) if not p.is_terminating]
         want = rs.replicas
         if len(pods) < want:
+            template = self._new_pod(rs, generate=f"{rs.metadata.name}-")
             for _ in range(want - len(pods)):
-                self._create_pod(cluster, self._new_pod(rs, generate=f"{rs.metadata.name}-"))
+                self._create_pod(cluster, template)
         elif len(pods) > want:
             def rank(p: Pod) -> tuple[int, int, int, str]:
                 return (1 if p.spec.node_name else 0, 1 if p.is_ready else 0,

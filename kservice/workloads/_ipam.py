@@ -57,6 +57,17 @@ def _parse_net(cidr: str) -> Network:
     return ipaddress.ip_network(cidr, strict=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _range(cidr: str) -> tuple[int, int, type[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(network address as int, exclusive end offset, address class) of a podCIDR.
+
+    The end excludes the IPv4 broadcast address; the hot allocation path works on ints.
+    """
+    net = _parse_net(cidr)
+    end = net.num_addresses - (1 if net.version == 4 else 0)
+    return int(net.network_address), end, type(net.network_address)
+
+
 @attrs.define
 class PodIPAM:
     """Per-node host-local allocators: node name -> CIDR -> used offsets."""
@@ -82,10 +93,9 @@ class PodIPAM:
             self.last[key] = max(self.last.get(key, off), off)
 
     def allocate(self, node: str, cidr: str) -> str:
-        net = self._net(cidr)
+        base, end, addr_cls = _range(cidr)  # end: exclusive; no broadcast
         used = self.used.setdefault(node, {}).setdefault(cidr, set())
         first = 2  # the network address and the .1 gateway are not in the range
-        end = net.num_addresses - (1 if net.version == 4 else 0)  # exclusive; no broadcast
         key = (node, cidr)
         start = self.last.get(key, first - 1) + 1
         if not first <= start < end:
@@ -101,7 +111,7 @@ class PodIPAM:
             raise RangeFull(range=cidr)
         used.add(offset)
         self.last[key] = offset
-        return str(net.network_address + offset)
+        return str(addr_cls(base + offset))
 
     def release(self, node: str, cidr: str, ip: str) -> None:
         net = self._net(cidr)

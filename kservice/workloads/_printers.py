@@ -140,15 +140,48 @@ def _node_row(n: Any, ctx: Any) -> Sequence[str]:
     return row
 
 
+def pod_ready_and_restarts(p: Any) -> tuple[int, int, int]:
+    """kubectl's ``printPod`` READY and RESTARTS: (ready, total, restarts).
+
+    Sidecars (init containers with ``restartPolicy: Always``) count in the total, and as
+    ready once started and ready; ordinary init containers never count. Once the pod has
+    initialized, RESTARTS is the sidecars' restarts plus the containers'.
+    """
+    sidecars = {c.name for c in p.spec.init_containers if c.restart_policy == "Always"}
+    total = len(p.spec.containers) + len(sidecars)
+    ready = 0
+    restarts = 0
+    sidecar_restarts = 0
+    initializing = False
+    for cs in p.status.extra.get("initContainerStatuses") or ():
+        state = cs.get("state") or {}
+        restarts += int(cs.get("restartCount", 0))
+        is_sidecar = cs.get("name") in sidecars
+        if is_sidecar:
+            sidecar_restarts += int(cs.get("restartCount", 0))
+        terminated = state.get("terminated")
+        if terminated is not None and int(terminated.get("exitCode", 0)) == 0:
+            continue
+        if is_sidecar and cs.get("started"):
+            ready += 1 if cs.get("ready") else 0
+            continue
+        initializing = True
+        break
+    if not initializing:
+        restarts = sidecar_restarts
+        for cs in p.status.extra.get("containerStatuses") or ():
+            restarts += int(cs.get("restartCount", 0))
+            if cs.get("ready") and (cs.get("state") or {}).get("running") is not None:
+                ready += 1
+    return ready, total, restarts
+
+
 def _pod_row(p: Any, ctx: Any) -> Sequence[str]:
-    statuses = p.status.extra.get("containerStatuses") or ()
-    ready = sum(1 for cs in statuses if cs.get("ready"))
-    restarts = sum(int(cs.get("restartCount", 0)) for cs in statuses)
+    ready, total, restarts = pod_ready_and_restarts(p)
     status = p.status.phase or "Pending"
     if p.metadata.deletion_timestamp is not None:
         status = "Terminating"
-    row = [p.metadata.name, f"{ready}/{len(p.spec.containers)}", status, str(restarts),
-           ctx.age(p)]
+    row = [p.metadata.name, f"{ready}/{total}", status, str(restarts), ctx.age(p)]
     if ctx.wide:
         row += [p.status.pod_ip or NONE, p.spec.node_name or NONE, NONE, NONE]
     return row
