@@ -49,10 +49,15 @@ def test_live_state_equals_raw_state_of_the_same_objects() -> None:
     live = build_node_state(c, "kind-worker", "IPv4")
     dump = [o.to_manifest() for kind_ in ("Service", "EndpointSlice", "Node")
             for o in c.list(kind_)]
+    # A real cluster stores the default ServiceCIDR the apiserver keeps for its flag range
+    # (`kubectl get servicecidrs`); kube-proxy learns the service ranges from it.
+    dump.append({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+                 "metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.96.0.0/12"]}})
     # through YAML, as `kubectl get svc,endpointslices,nodes -A -o yaml` would hand it over
     raw = state_from_objects(yaml.safe_load(yaml.safe_dump({"kind": "List", "items": dump})),
                              "kind-worker", "IPv4", live.config)
     assert raw == live
+    assert live.service_cidrs == ("10.96.0.0/12",)
     (port,) = [p for p in live.service_ports if p.name.name == "web"]
     assert port.external_policy_local and port.node_port >= 30000
     local = {e.ip for e in port.categorized.local}

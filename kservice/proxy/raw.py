@@ -427,6 +427,7 @@ def state_from_objects(
     services: list[Service] = []
     slices: list[EndpointSlice] = []
     found_node: Node | None = None
+    cidrs: list[str] = []
     config = kube_proxy_config
     for p, m in iter_manifests(docs):
         kind = m.get("kind")
@@ -442,7 +443,13 @@ def state_from_objects(
             from kservice.proxy.configfile import load_kube_proxy_config
 
             config = load_kube_proxy_config(m, path=p)
+        elif kind == "ServiceCIDR":
+            # kube-proxy (nftables mode) watches ServiceCIDRs to drop traffic to
+            # unallocated service IPs.
+            spec = m.get("spec") or {}
+            cidrs += [str(c) for c in (spec.get("cidrs") or []) if isinstance(c, str)]
     if node is None:
         node = node_info_from_node(found_node) if found_node else NodeInfo(name=node_name)
-    return assemble_state(services, slices, node, family, config, options,
-                          prefer_same_node_gate=prefer_same_node_gate)
+    state = assemble_state(services, slices, node, family, config, options,
+                           prefer_same_node_gate=prefer_same_node_gate)
+    return attrs.evolve(state, service_cidrs=tuple(dict.fromkeys(cidrs))) if cidrs else state

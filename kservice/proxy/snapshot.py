@@ -68,8 +68,22 @@ def build_node_state(
     kinds = _kinds(cluster)
     services = cluster.list("Service") if "Service" in kinds else []
     slices = cluster.list("EndpointSlice") if "EndpointSlice" in kinds else []
-    return assemble_state(services, slices, node_info_for(cluster, node_name), family,
-                          _config(cluster, kube_proxy_config), options)
+    state = assemble_state(services, slices, node_info_for(cluster, node_name), family,
+                           _config(cluster, kube_proxy_config), options)
+    return attrs.evolve(state, service_cidrs=service_cidrs_of(cluster))
+
+
+def service_cidrs_of(cluster: Cluster) -> tuple[str, ...]:
+    """The cluster's service IP ranges as kube-proxy learns them from ServiceCIDR objects.
+
+    The default ``kubernetes`` ServiceCIDR mirrors --service-cluster-ip-range (the
+    apiserver keeps it); further ServiceCIDR objects extend the pool.
+    """
+    cidrs = list(cluster.config.service_subnets)
+    if "ServiceCIDR" in cluster.kinds:
+        for obj in cluster.list("ServiceCIDR"):
+            cidrs += list(obj.cidrs)
+    return tuple(dict.fromkeys(cidrs))
 
 
 class NodeStateTracker:
@@ -203,7 +217,7 @@ class NodeStateTracker:
         self._state = NodeProxyState(
             node=self._node, family=self.family,
             config=_config(self.cluster, self._given_config), options=self.options,
-            service_ports=tuple(ports),
+            service_ports=tuple(ports), service_cidrs=service_cidrs_of(self.cluster),
         )
         return self._state
 
