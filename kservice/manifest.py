@@ -365,7 +365,13 @@ def load_files(paths: Sequence[str], stdin: IO[str] | None = None) -> list[Docum
     for arg in paths:
         if arg == "-":
             stream = stdin if stdin is not None else sys.stdin
-            docs.extend(load_text(stream.read(), "<stdin>"))
+            text = stream.read()
+            try:
+                text.encode("utf-8")  # undecodable bytes arrive as lone surrogates
+            except UnicodeEncodeError as exc:
+                raise InvalidInput(f"not UTF-8 text (byte {exc.start})",
+                                   source="<stdin>") from None
+            docs.extend(load_text(text, "<stdin>"))
             continue
         p = Path(arg)
         if p.is_dir():

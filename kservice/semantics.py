@@ -129,7 +129,11 @@ def _node_port_addresses(state: NodeProxyState) -> set[str] | None:
             if state.node_ip:
                 out.add(state.node_ip)
             continue
-        for ip in state.node.ips:
+        # Every interface address inside the CIDR: the node IPs, the listed interfaces and
+        # loopback, which every host has on lo whether or not NodeInfo lists it (kube-proxy
+        # reads the host's interfaces; 127.0.0.0/8 in nodePortAddresses is how localhost
+        # NodePorts are kept when addresses are restricted).
+        for ip in (*state.node.ips, "127.0.0.1", "::1"):
             if _in_any(ip, [c]):
                 out.add(ip)
         for _, cidr in state.node.interfaces:

@@ -122,7 +122,7 @@ def test_node_pod_cidrs_one_per_family() -> None:
 # --------------------------------------------------------------------------- 3. YAML aliases
 
 BILLION_LAUGHS = "".join(
-    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=False))
 BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + \
     BILLION_LAUGHS
 
@@ -273,7 +273,7 @@ spec:
   defaultBackend: {service: {name: s, port: {number: 80}}}
 """)
     assert run("apply", "-f", f)[0] == 0
-    rc, out, _ = run("get", "ingress")
+    _rc, out, _ = run("get", "ingress")
     header, *rows = [line.split() for line in out.splitlines()]
     assert header == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
     assert rows[0][:3] == ["any", "<none>", "*"] and rows[0][3] == "80"
@@ -303,10 +303,14 @@ metadata: {name: nginx}
 spec: {controller: k8s.io/ingress-nginx}
 """)
     assert run("apply", "-f", f)[0] == 0
-    rc, out, _ = run("get", "servicecidrs")
+    _rc, out, _ = run("get", "servicecidrs")
     assert out.splitlines()[0].split() == ["NAME", "CIDRS", "AGE"]
-    assert out.splitlines()[1].split()[:2] == ["extra", "10.100.0.0/24"]
-    rc, out, _ = run("get", "ingressclasses")
+    # The apiserver's default ServiceCIDR (from --service-cluster-ip-range) is listed too.
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["extra", "10.100.0.0/24"], ["kubernetes", "10.96.0.0/12"]]
+    rc, out, _ = run("get", "servicecidr", "kubernetes", "-o", "json")
+    assert rc == 0 and json.loads(out)["spec"] == {"cidrs": ["10.96.0.0/12"]}
+    _rc, out, _ = run("get", "ingressclasses")
     assert out.splitlines()[0].split() == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
     assert out.splitlines()[1].split()[:3] == ["nginx", "k8s.io/ingress-nginx", "<none>"]
 
@@ -327,7 +331,7 @@ spec:
   - {name: app, image: nginx}
 """)
     assert run("apply", "-f", f)[0] == 0
-    rc, out, _ = run("get", "pod", "sc")
+    _rc, out, _ = run("get", "pod", "sc")
     assert out.splitlines()[1].split()[1] == "2/2"
 
 
@@ -457,3 +461,98 @@ def test_dns_resolve_refuses_illegal_names(run, name: str, why: str) -> None:
 def test_dns_resolve_still_resolves(run) -> None:
     rc, out, _ = run("dns", "resolve", "kubernetes")
     assert rc == 0 and "10.96.0.1" in out
+
+
+# --------------------------------------------------------------------------- the sweep's finds
+
+
+def test_pod_status_ips_are_validated(run, tmp_path: Path) -> None:
+    f = write(tmp_path, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+                                    "spec: {containers: [{name: c}]}\n")
+    assert run("apply", "-f", f)[0] == 0
+    rc, _, err = run("patch", "pod", "p", "--subresource", "status", "--type", "merge", "-p",
+                     '{"status":{"podIPs":[{"ip":"zzz"}]}}')
+    assert rc == 1
+    assert err.strip() == ('The Pod "p" is invalid: status.podIPs[0]: Invalid value: "zzz": '
+                           "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+    rc, _, err = run("patch", "pod", "p", "--subresource", "status", "--type", "merge", "-p",
+                     '{"status":{"podIPs":[{"ip":"10.1.1.1"},{"ip":"10.1.1.2"}]}}')
+    assert rc == 1 and "may specify no more than one IP for each IP family" in err
+    # The store is still readable (an invalid podIP used to be stored and break every
+    # later command).
+    rc, _, err = run("get", "endpointslices")
+    assert rc == 0, err
+    rc, _, _ = run("patch", "pod", "p", "--subresource", "status", "--type", "merge", "-p",
+                   '{"status":{"podIPs":[{"ip":"10.244.1.77"}]}}')
+    rc, out, _ = run("get", "pod", "p", "-o", "jsonpath={.status.podIP}")
+    assert rc == 0 and out == "10.244.1.77"
+
+
+def test_jsonpath_syntax_errors_and_literals(run) -> None:
+    rc, _, err = run("get", "svc", "-o", "jsonpath={.items[")
+    assert rc == 1 and "unclosed action" in err
+    rc, out, _ = run("get", "svc", "kubernetes", "-o",
+                     'jsonpath={.metadata.name}{"\\t"}{.spec.clusterIP}{"\\n"}')
+    assert rc == 0 and out == "kubernetes\t10.96.0.1\n"
+
+
+def test_dns_namespace_must_be_a_label(run) -> None:
+    rc, _, err = run("dns", "resolve", "kubernetes", "-n", "bad ns")
+    assert rc == 1 and 'invalid namespace "bad ns"' in err
+    rc, _, err = run("dns", "resolv-conf", "-n", "")
+    assert rc == 1 and 'invalid namespace ""' in err
+
+
+def test_binary_input_is_an_error(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    f = tmp_path / "bin.dump"
+    f.write_bytes(b"\x00\xff\xfe")
+    rc, _, err = run("trace", "--rules", str(f), "--node-ip", "1.2.3.4", "--src", "1.2.3.4",
+                     "--dst", "10.96.0.1:443")
+    assert rc == 1 and "is not UTF-8 text" in err
+    stdin = io.TextIOWrapper(io.BytesIO(b"\xff"), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr("sys.stdin", stdin)
+    rc, _, err = run("apply", "-f", "-")
+    assert rc == 1 and "<stdin>: not UTF-8 text" in err
+
+
+def test_an_unexpected_exception_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    from kservice.cli import commands
+
+    def boom(args: object) -> int:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.delenv("KSERVICE_DEBUG", raising=False)
+    monkeypatch.setattr(commands, "cmd_explain", boom)
+    rc = main(["--state", str(tmp_path / "s.db"), "explain", "svc"])
+    err = capsys.readouterr().err
+    assert rc == 70 and "Traceback" not in err
+    assert err.startswith("error: internal error (a kservice bug") and "ZeroDivisionError" in err
+    monkeypatch.setenv("KSERVICE_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["--state", str(tmp_path / "s.db"), "explain", "svc"])
+
+
+def test_trace_raw_without_a_node_uses_node_ip(run, tmp_path: Path) -> None:
+    f = write(tmp_path, "svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+                                    "spec: {clusterIP: 10.96.0.9, ports: [{port: 80}]}\n")
+    rc, out, err = run("trace", "--raw", "-f", f, "--node-ip", "192.168.0.2", "--src",
+                       "10.244.0.5", "--dst", "10.96.0.9:80")
+    assert rc == 0, err
+    assert out.startswith("node 192.168.0.2 (iptables)") and "REJECT" in out
+
+
+def test_state_flag_after_plugin_commands(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    state = str(tmp_path / "s.db")
+    assert main(["--state", state, "init", "--service-cidr", "10.100.0.0/16"]) == 0
+    capsys.readouterr()
+    # --state after the command word, for plugin commands too: the custom range is used.
+    assert main(["dns", "resolve", "kubernetes", "--state", state]) == 0
+    assert "10.100.0.1" in capsys.readouterr().out
+    assert main(["trace", "--node", "kind-worker", "--src", "10.244.1.9", "--dst",
+                 "10.100.0.1:443", "--state", state, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"]

@@ -162,9 +162,11 @@ class ClusterDataplane(RuleBasedStateMachine):
 
     # ----------------------------------------------------------------- rules
 
-    @initialize()
-    def start(self) -> None:
-        self.sync()
+    @initialize(name=st.sampled_from(NAMES), svc_type=st.sampled_from(["ClusterIP", "NodePort"]),
+                affinity=st.sampled_from([None, 60, 10800]), replicas=st.integers(1, 3))
+    def start(self, name: str, svc_type: str, affinity: int | None, replicas: int) -> None:
+        # Start with one Service and its pods, so that every rule has something to act on.
+        self.add_service(name, svc_type, affinity, replicas)
 
     @precondition(lambda self: len(self.specs) < len(NAMES))
     @rule(name=st.sampled_from(NAMES), svc_type=st.sampled_from(["ClusterIP", "NodePort"]),
@@ -346,10 +348,10 @@ class ClusterDataplane(RuleBasedStateMachine):
 
 
 TestClusterDataplane = ClusterDataplane.TestCase
-# Each step syncs 2 nodes x 3 modes and traces their probes: a fifth of the profile's
-# examples (dev 5, ci 12, deep 400), 12 steps each.
+# Each step syncs 2 nodes x 3 modes and traces their probes: half the profile's examples
+# (dev 12, ci 30, deep 1000), up to 20 steps each.
 TestClusterDataplane.settings = settings(
-    settings(), max_examples=max(3, settings().max_examples // 5), stateful_step_count=12)
+    settings(), max_examples=max(3, settings().max_examples // 2), stateful_step_count=20)
 
 
 @pytest.mark.xfail(strict=True, reason="IPVSBackend.load clears the mock IPVS table on every "

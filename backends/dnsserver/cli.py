@@ -77,10 +77,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_namespace(ns: str) -> None:
+    """The asking pod's namespace is a DNS-1123 label (it becomes a search domain)."""
+    from kservice.api._names import is_dns1123_label
+
+    errs = is_dns1123_label(ns)
+    if errs:
+        raise InvalidInput(f'invalid namespace "{ns}": {"; ".join(errs)}')
+
+
 def _resolve(args: argparse.Namespace) -> int:
     from kservice.cli.state import open_session
     from kservice.dns import DnsOptions, resolve
 
+    _check_namespace(args.namespace)
     with open_session(_state(args), write=False) as cluster:
         opts = DnsOptions.from_config(cluster.config, ttl=args.ttl)
         try:
@@ -98,6 +108,7 @@ def _resolv_conf(args: argparse.Namespace) -> int:
     from kservice.cli.state import open_session
     from kservice.dns import pod_dns_config
 
+    _check_namespace(args.namespace)
     with open_session(_state(args), write=False) as cluster:
         try:
             conf = pod_dns_config(cluster.config, args.namespace, dns_policy=args.dns_policy,

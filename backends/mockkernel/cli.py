@@ -121,7 +121,10 @@ def _read(path: str, what: str) -> str:
     if path == "-":
         return sys.stdin.read()
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                           "is it a dump?") from None
     except OSError as e:
         raise InvalidInput(f"cannot read {what} {path}: {e.strerror or e}") from None
 
@@ -291,7 +294,7 @@ def _kernel_from_cluster(args: argparse.Namespace, family: str) -> MockKernel:
     from kservice.cli.state import open_session
     from kservice.proxy.snapshot import build_node_state
 
-    if not args.node:
+    if not args.node and not (args.raw and args.node_ip):
         raise InvalidInput("--node is required (or trace a dump with --rules/--nft/--ipvs)")
     backend = get_backend(args.mode)
     if args.raw:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOOKS",
     "NAT_MANIP",
+    "ONE",
     "PRIORITY",
     "Branch",
     "HookProgram",
@@ -99,6 +100,10 @@ class Verdict:
     def terminal(self) -> bool:
         return self.kind in ("DROP", "REJECT", "UNKNOWN")
 
+
+#: Probability one, shared by every program: the walks test ``p is ONE`` to skip Fraction
+#: arithmetic on the (common) unsplit branches, which only works if all use this object.
+ONE = Fraction(1)
 
 ACCEPT = Verdict("ACCEPT")
 DROP = Verdict("DROP")

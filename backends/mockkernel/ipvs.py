@@ -46,7 +46,7 @@ from backends.ipvs.model import (
     RealServer,
     VirtualServer,
 )
-from backends.mockkernel.engine import PRIORITY, Branch, PacketState, Verdict
+from backends.mockkernel.engine import ONE, PRIORITY, Branch, PacketState, Verdict
 from kservice.errors import BackendError, RuleParseError, UnsupportedRule
 from kservice.proxy.types import join_host_port
 
@@ -385,7 +385,7 @@ class IPVS:
         self._check_sched(sched)
         if sched in ("sh", "dh"):
             d = self._hash_pick(svc, state)
-            return [(Fraction(1), d)] if d is not None else []
+            return [(ONE, d)] if d is not None else []
         shares = self.long_run_shares(svc)
         return [(shares[d.key], d) for d in svc.dests if d.key in shares]
 
@@ -490,10 +490,10 @@ class IPVS:
     def evaluate(self, hook: str, state: PacketState) -> list[Branch]:
         accept = Verdict("ACCEPT")
         if state.proto not in CONN_TIMEOUT or "ipvs" in state.notes:
-            return [(Fraction(1), state, accept)]
+            return [(ONE, state, accept)]
         svc = self.lookup(state.proto, state.dst, state.dport)
         if svc is None:
-            return [(Fraction(1), state, accept)]
+            return [(ONE, state, accept)]
         now = self._now(state)
         vs = svc.vs
         where = "LOCAL_IN" if hook == "INPUT" else "LOCAL_OUT"
@@ -503,28 +503,28 @@ class IPVS:
         how = ""
         conn = self.conns.get(conn_key)
         if conn is not None and conn[2] > now and svc.dest(conn[1]) is not None:
-            chosen = [(Fraction(1), svc.dest(conn[1]))]  # type: ignore[list-item]
+            chosen = [(ONE, svc.dest(conn[1]))]  # type: ignore[list-item]
             how = "existing connection"
         elif vs.persistent:
             tpl = svc.templates.get(state.src)
             if tpl is not None and tpl[1] > now:
                 d = svc.dest(tpl[0])
                 if d is not None and d.available:
-                    chosen = [(Fraction(1), d)]
+                    chosen = [(ONE, d)]
                     how = f"persistence template (expires in {tpl[1] - now:g}s)"
                 elif state.commit:
                     del svc.templates[state.src]  # expire_quiescent_template
         if not chosen:
             if state.commit:
                 d = self.schedule(svc, state)
-                chosen = [(Fraction(1), d)] if d is not None else []
+                chosen = [(ONE, d)] if d is not None else []
                 how = "scheduled"
             else:
                 chosen = self._trace_choice(svc, state)
                 how = "long-run share" if vs.scheduler not in ("sh", "dh") else "hash"
         if not chosen:
             state.rules.append(f"{label} -> no destination available: ICMP port unreachable")
-            return [(Fraction(1), state, Verdict("REJECT", reason="ipvs: no destination"))]
+            return [(ONE, state, Verdict("REJECT", reason="ipvs: no destination"))]
         out: list[Branch] = []
         verdict = Verdict("REROUTE", reinject="OUTPUT") if hook == "INPUT" else accept
         for p, d in chosen:

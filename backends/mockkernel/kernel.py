@@ -25,6 +25,7 @@ from backends.mockkernel.conntrack import (
 from backends.mockkernel.engine import (
     ACCEPT,
     NAT_MANIP,
+    ONE,
     PRIORITY,
     HookProgram,
     PacketState,
@@ -38,7 +39,7 @@ from kservice.trace import Outcome, Packet, TraceResult
 
 __all__ = ["KUBE_PROXY_JUMP_RULES", "MockKernel", "NoIPSets"]
 
-_ONE = Fraction(1)
+_ONE = ONE  # the shared object (see engine.ONE)
 
 #: The jump rules kube-proxy installs with EnsureRule (reference §1.2), in the order they
 #: end up in each built-in chain (each is prepended, so the list is reversed per chain).
@@ -424,26 +425,32 @@ class MockKernel:
         done: list[tuple[Fraction, PacketState, Verdict]] = []
         manip = NAT_MANIP.get(hook)
         for _prio, _seq, prog in self._steps(hook):
-            fams = getattr(prog, "families", (4, 6))
             nxt: list[tuple[Fraction, PacketState]] = []
+            # The pseudo-steps are told apart once per step, not once per branch (comparing
+            # a program object with a string is slow, and a trace has many branches).
+            if isinstance(prog, str):
+                for p, st in live:
+                    st.hook = hook
+                    if prog == "conntrack":
+                        self._ct_lookup(st)
+                    else:  # "natbind"
+                        self._ct_bind(st, manip)
+                    nxt.append((p, st))
+                live = nxt
+                continue
+            fams = getattr(prog, "families", (4, 6))
+            is_nat = prog.is_nat
+            evaluate = prog.evaluate
             for p, st in live:
                 st.hook = hook
-                if prog == "conntrack":
-                    self._ct_lookup(st)
-                    nxt.append((p, st))
-                    continue
-                if prog == "natbind":
-                    self._ct_bind(st, manip)
-                    nxt.append((p, st))
-                    continue
                 if st.version not in fams:
                     nxt.append((p, st))
                     continue
-                if prog.is_nat and (manip in st.nat_done or st.ct_state == "UNTRACKED"
-                                    or manip is None):
+                if is_nat and (manip in st.nat_done or st.ct_state == "UNTRACKED"
+                               or manip is None):
                     nxt.append((p, st))
                     continue
-                for q, s2, verdict in prog.evaluate(hook, st):
+                for q, s2, verdict in evaluate(hook, st):
                     pq = p if q is _ONE or q == 1 else (q if p is _ONE else p * q)
                     if verdict.kind == "ACCEPT":
                         nxt.append((pq, s2))

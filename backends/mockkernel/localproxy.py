@@ -26,10 +26,9 @@ packet).
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
-from backends.mockkernel.engine import ACCEPT, Branch, PacketState, Verdict
+from backends.mockkernel.engine import ACCEPT, ONE, Branch, PacketState, Verdict
 from kservice.trace import Packet
 
 __all__ = [
@@ -46,7 +45,7 @@ SOCKET_PRIORITY = 2**31 - 1
 #: ``handler(state) -> branches``: what happens to a packet the socket receives.
 Handler = Callable[[PacketState], list[Branch]]
 
-_ONE = Fraction(1)
+_ONE = ONE  # the shared object (see engine.ONE)
 
 
 class LocalSockets:

@@ -22,6 +22,7 @@ from typing import Any, cast
 from backends.mockkernel.engine import (
     ACCEPT,
     DROP,
+    ONE,
     PRIORITY,
     REJECT,
     Branch,
@@ -57,7 +58,7 @@ TABLE_HOOKS: dict[str, dict[str, int]] = {
 INDEX_THRESHOLD = 24
 #: Bound on jump depth (the kernel refuses loops at load; this guards the walk).
 MAX_DEPTH = 64
-_ONE = Fraction(1)
+_ONE = ONE  # the shared object (see engine.ONE)
 _MISSING: Any = object()
 
 # Result kinds of a chain walk besides the verdicts: fell off the end / RETURN.

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from backends.mockkernel.engine import ACCEPT, DROP, REJECT, Branch, PacketState
+from backends.mockkernel.engine import ACCEPT, DROP, ONE, REJECT, Branch, PacketState
 from backends.mockkernel.nft_parse import (
     PROTO_NAMES,
     Command,
@@ -47,7 +47,7 @@ __all__ = ["NftChain", "NftChainProgram", "NftRuleset", "NftSet", "NftTable", "n
 
 _HOOKS = {"prerouting": "PREROUTING", "input": "INPUT", "forward": "FORWARD",
           "output": "OUTPUT", "postrouting": "POSTROUTING"}
-_ONE = Fraction(1)
+_ONE = ONE  # the shared object (see engine.ONE)
 MAX_DEPTH = 64
 
 

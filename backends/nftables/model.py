@@ -270,13 +270,22 @@ def _elements_per_line(s: Container) -> int:
     return 5
 
 
+#: A dotted-quad IPv4 address as ``ipaddress`` accepts it (no leading zeros).
+_V4 = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+
+
 @lru_cache(maxsize=1 << 17)
 def _elem_sort_key(key: str) -> tuple[Any, ...]:
     out: list[object] = []
     for part in key.split(" . "):
+        if _V4.fullmatch(part):
+            # The common case, without an ipaddress object (same key as below).
+            a, b, c, d = part.split(".")
+            out.append((0, 4, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)))
+            continue
         try:
-            a = ipaddress.ip_address(part)
-            out.append((0, a.version, int(a)))
+            addr = ipaddress.ip_address(part)
+            out.append((0, addr.version, int(addr)))
         except ValueError:
             out.append((1, int(part), "") if part.isdigit() else (2, 0, part))
     return tuple(out)

@@ -22,7 +22,8 @@ dual-write clusters whose flag range keeps the bitmap semantics.
 
 Approximations (honest list): IPAddress objects are not stored (``MetaAllocator.owner``
 records each ``parentRef`` and :func:`ip_address_manifests` renders them); the default
-``kubernetes`` ServiceCIDR object is implicit rather than stored.
+``kubernetes`` ServiceCIDR object is implicit rather than stored (:func:`default_service_cidr`
+builds the view ``kservice get servicecidrs`` prints).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "ServiceCIDR",
     "ServiceCIDRCondition",
     "ServiceCIDRStrategy",
+    "default_service_cidr",
     "ip_address_manifests",
     "validate_service_cidr",
     "validate_service_cidr_update",
@@ -158,6 +160,27 @@ class ServiceCIDR:
     @property
     def name(self) -> str:
         return self.metadata.name
+
+
+def default_service_cidr(cluster: Cluster) -> ServiceCIDR:
+    """The ``kubernetes`` ServiceCIDR the apiserver's default-servicecidr controller keeps
+    from ``--service-cluster-ip-range``, as ``kubectl get servicecidrs`` shows it.
+
+    It is implicit in the allocators rather than stored; this view is built for reading.
+    Its creation time is the ``kubernetes`` Service's (the apiserver makes both at start).
+    """
+    svc = cluster.find("Service", "kubernetes", "default") if "Service" in cluster.kinds \
+        else None
+    created = svc.metadata.creation_timestamp if svc is not None else None
+    return ServiceCIDR(
+        metadata=ObjectMeta(name=DEFAULT_SERVICE_CIDR, creation_timestamp=created,
+                            finalizers=(FINALIZER,)),
+        cidrs=tuple(cluster.config.service_subnets),
+        # The default-servicecidr controller's own message (not the servicecidrs one's).
+        conditions=(ServiceCIDRCondition("Ready", "True", "",
+                                         "Kubernetes default Service CIDR is ready",
+                                         last_transition_time=created),),
+    )
 
 
 def _go_spec(cidrs: tuple[str, ...]) -> GoLiteral:

@@ -102,7 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     commands.register(sub)
     _load_plugins(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():
+        _accept_state_anywhere(command)
     return parser
+
+
+def _accept_state_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--state`` after the command word too (``kservice trace ... --state x.db``), as
+    kubectl takes its global flags anywhere -- for plugin commands (and their
+    subcommands) that do not declare it themselves."""
+    if "--state" not in parser._option_string_actions:
+        parser.add_argument("--state", default=argparse.SUPPRESS, metavar="PATH",
+                            help="the cluster's state file (see kservice --help)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in {id(c): c for c in action.choices.values()}.values():
+                _accept_state_anywhere(child)
 
 
 def _report(exc: KServiceError) -> None:

@@ -313,6 +313,18 @@ def _registered(cluster: Cluster, rt: printers.ResourceType) -> None:
                            "(its component is not installed)")
 
 
+def _with_implicit(cluster: Cluster, kind: str, found: list[Any]) -> list[Any]:
+    """Objects a real cluster has that kservice keeps implicit: the ``kubernetes``
+    ServiceCIDR (the flag range), listed first by name as the apiserver lists."""
+    if kind != "ServiceCIDR":
+        return found
+    from kservice.api.servicecidr import DEFAULT_SERVICE_CIDR, default_service_cidr
+
+    if any(o.metadata.name == DEFAULT_SERVICE_CIDR for o in found):
+        return found
+    return sorted([default_service_cidr(cluster), *found], key=lambda o: o.metadata.name)
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     with open_session(args.state, write=False) as cluster:
         targets = _split_targets(cluster, args.resource, args.names)
@@ -326,16 +338,22 @@ def cmd_get(args: argparse.Namespace) -> int:
             _registered(cluster, rt)
             namespaced = _namespaced(cluster, rt.kind)
             if name is None:
-                found = cluster.list(rt.kind, ns if namespaced else None)
+                found = _with_implicit(cluster, rt.kind,
+                                       cluster.list(rt.kind, ns if namespaced else None))
                 if selector is not None:
                     found = [o for o in found if selector(o.metadata.labels)]
                 objs.extend(found)
             else:
+                implicit = [o for o in _with_implicit(cluster, rt.kind, [])
+                            if o.metadata.name == name]
                 try:
                     objs.append(cluster.get(rt.kind, name, (ns or "default") if namespaced
                                             else ""))
                 except NotFound as exc:
-                    missing.append(exc)
+                    if implicit:
+                        objs.append(implicit[0])
+                    else:
+                        missing.append(exc)
         if any(rt.kind == "Endpoints" for rt, _ in targets):
             # The apiserver's deprecation warning (KEP-4974), which kubectl prints.
             _err("Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 "
@@ -638,7 +656,7 @@ def raw_node_states(filenames: Sequence[str], node: str | None,
         for ip in node_ips:
             if parse_ip(ip) is None:
                 raise InvalidInput(f"{ip_flag} {ip!r} is not an IP address")
-        picked = node or "node"
+        picked = node or node_ips[0]
         node_info = NodeInfo(name=picked, ips=tuple(node_ips), pod_cidrs=tuple(pod_cidrs))
     if family:
         families = [family]

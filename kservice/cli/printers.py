@@ -679,15 +679,35 @@ def jsonpath(template: str, data: Any) -> str:
     and literal text around them. Several results print space-separated, as kubectl does."""
     import re
 
+    # kubectl's parser: an opening brace needs its closing one ("unclosed action").
+    depth = 0
+    for ch in template:
+        depth += 1 if ch == "{" else -1 if ch == "}" else 0
+        if depth < 0 or depth > 1:
+            break
+    if depth != 0:
+        raise InvalidInput(f"error parsing jsonpath {template}, unclosed action"
+                           if depth > 0 else
+                           f"error parsing jsonpath {template}, unexpected right delimiter")
     out: list[str] = []
     pos = 0
     for m in re.finditer(r"\{([^{}]*)\}", template):
         out.append(template[pos:m.start()])
         pos = m.end()
         expr = m.group(1).strip()
+        if len(expr) >= 2 and expr[0] == expr[-1] == '"':
+            # A quoted literal, {"\n"} or {"\t"}: JSON string escapes, as kubectl reads it.
+            try:
+                out.append(json.loads(expr))
+            except ValueError:
+                raise InvalidInput(f"error parsing jsonpath {template}, invalid string "
+                                   f"{expr}") from None
+            continue
         if not expr.startswith(".") and not expr.startswith("$"):
             raise InvalidInput(f'jsonpath "{expr}": only field paths such as {{.spec.clusterIP}} '
                                "are supported")
+        if expr.count("[") != expr.count("]"):
+            raise InvalidInput(f"error parsing jsonpath {template}, unterminated array")
         tokens = re.findall(r"\.([^.\[\]]+)|\[(\*|-?\d+)\]", expr.lstrip("$"))
         values = [data]
         for field, index in tokens:

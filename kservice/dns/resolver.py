@@ -19,7 +19,6 @@ stops at the first NODATA) -- the choice is glibc because most images are glibc-
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -143,7 +143,8 @@ def seed_default(cluster: Cluster) -> None:
     for name, ip, cp in KIND_NODES[1:]:
         cluster.apply(_kind_node(name, ip, cp))
     from kservice.proxy.config import KubeProxyConfiguration
-    from kservice.proxy.configkind import KubeProxyConfigObject, install as install_kp
+    from kservice.proxy.configkind import KubeProxyConfigObject
+    from kservice.proxy.configkind import install as install_kp
 
     # Stored (not kept in memory) so every later command renders with the same kube-proxy.
     install_kp(cluster)

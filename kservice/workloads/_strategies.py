@@ -26,8 +26,8 @@ from typing import Any
 
 import attrs
 
-from kservice.api._names import is_valid_cidr, parse_cidr_sloppy
-from kservice.errors import FieldError, InvalidObject
+from kservice.api._names import is_valid_cidr, is_valid_ip, parse_cidr_sloppy, parse_ip_sloppy
+from kservice.errors import FieldError, GoLiteral, InvalidObject
 from kservice.models.workloads import (
     Container,
     DaemonSet,
@@ -212,6 +212,43 @@ def node_spec_errors(node: Node) -> list[FieldError]:
     return errs
 
 
+def _ip_list_errors(field: str, ips: tuple[str, ...], detail: str) -> list[FieldError]:
+    """validatePodIPs / validateHostIPs: valid IPs, at most one per family, no duplicates."""
+    errs: list[FieldError] = []
+    parsed = []
+    for i, ip in enumerate(ips):
+        bad = is_valid_ip(ip)
+        errs += [FieldError.invalid(f"{field}[{i}]", ip, d) for d in bad]
+        parsed.append(None if bad else parse_ip_sloppy(ip))
+    if len(ips) > 1:
+        families = {p.version for p in parsed if p is not None}
+        if len(ips) > 2 or (None not in parsed and len(families) != 2):
+            errs.append(FieldError.invalid(
+                field, GoLiteral("[]core.PodIP{" + ", ".join(
+                    f'core.PodIP{{IP:"{ip}"}}' for ip in ips) + "}"), detail))
+        seen: set[str] = set()
+        for i, ip in enumerate(ips):
+            if ip in seen:
+                errs.append(FieldError.duplicate(f"{field}[{i}]", GoLiteral(f'core.PodIP{{IP:"{ip}"}}')))
+            seen.add(ip)
+    return errs
+
+
+def pod_status_errors(status: PodStatus) -> list[FieldError]:
+    """The IP rules of ``ValidatePodStatusUpdate``: ``status.podIPs`` and ``status.hostIPs``."""
+    errs = _ip_list_errors("status.podIPs", status.ips,
+                           "may specify no more than one IP for each IP family")
+    errs += _ip_list_errors("status.hostIPs", _host_ips(status),
+                            "may specify no more than one IP for each IP family")
+    return errs
+
+
+def _host_ips(status: PodStatus) -> tuple[str, ...]:
+    host_ips = tuple(str(h.get("ip", "")) for h in (status.extra.get("hostIPs") or ())
+                     if isinstance(h, Mapping))
+    return host_ips or ((status.host_ip,) if status.host_ip else ())
+
+
 # --------------------------------------------------------------------------- pods
 
 
@@ -391,6 +428,30 @@ def _defaulted_and_checked(spec: PodSpec) -> tuple[tuple[Container, ...],
     return containers, inits, errs
 
 
+#: Bound pod specs, memoised by (identity of the unbound spec, node): the pods a workload
+#: stamps out share their template's spec object, so the pods it places on one node can
+#: share one bound spec too (frozen values; fewer objects for 100k pods). The memo holds
+#: the unbound spec, so its ``id`` is never reused while the entry exists.
+_BOUND_MEMO: dict[tuple[int, str], tuple[PodSpec, PodSpec]] = {}
+
+
+def _bound_spec(spec: PodSpec, node_name: str) -> PodSpec:
+    """``spec`` with ``nodeName`` set (the scheduler's binding)."""
+    key = (id(spec), node_name)
+    hit = _BOUND_MEMO.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    # A direct constructor, not evolve: this is the hot path of every pod creation.
+    bound = PodSpec(containers=spec.containers, init_containers=spec.init_containers,
+                    node_name=node_name, hostname=spec.hostname, subdomain=spec.subdomain,
+                    node_selector=spec.node_selector, host_network=spec.host_network,
+                    extra=spec.extra)
+    if len(_BOUND_MEMO) > 65536:
+        _BOUND_MEMO.clear()
+    _BOUND_MEMO[key] = (spec, bound)
+    return bound
+
+
 @attrs.frozen
 class _ContainersOnly:
     """The part of a PodSpec :func:`pod_spec_errors` reads."""
@@ -430,11 +491,7 @@ class PodStrategy:
             return attrs.evolve(pod, status=status)
         spec = pod.spec
         if spec.node_name != node.metadata.name:
-            # A direct constructor, not evolve: this is the hot path of every pod creation.
-            spec = PodSpec(containers=spec.containers, init_containers=spec.init_containers,
-                           node_name=node.metadata.name, hostname=spec.hostname,
-                           subdomain=spec.subdomain, node_selector=spec.node_selector,
-                           host_network=spec.host_network, extra=spec.extra)
+            spec = _bound_spec(spec, node.metadata.name)
             pod = Pod(metadata=pod.metadata, spec=spec, status=pod.status)
         st = state(cluster)
         if pod.spec.host_network:
@@ -464,6 +521,22 @@ class PodStrategy:
         meta = attrs.evolve(new.metadata, deletion_timestamp=old.metadata.deletion_timestamp,
                             deletion_grace_period_seconds=old.metadata.deletion_grace_period_seconds)
         return attrs.evolve(new, metadata=meta, spec=spec, status=old.status)
+
+    def update_status(self, cluster: Any, old: Pod, new: Pod) -> Pod:
+        """PUT .../status: the stored pod with ``new``'s status, after the v1 -> internal
+        conversion (``podIPs`` wins; ``podIP`` is written back as ``podIPs[0]``) and
+        ``ValidatePodStatusUpdate``'s IP rules."""
+        status = new.status
+        ips = status.ips
+        if status.pod_ips != ips or status.pod_ip != (ips[0] if ips else ""):
+            status = attrs.evolve(status, pod_ips=ips, pod_ip=ips[0] if ips else "")
+        host_ips = _host_ips(status)
+        if host_ips and status.host_ip != host_ips[0]:
+            status = attrs.evolve(status, host_ip=host_ips[0])  # hostIPs wins, likewise
+        errs = pod_status_errors(status)
+        if errs:
+            raise InvalidObject("Pod", old.metadata.name, errs)
+        return attrs.evolve(old, status=status)
 
     def delete(self, cluster: Any, obj: Pod) -> None:
         st = state(cluster)
