@@ -9,7 +9,8 @@ previous full sync does too. IPv4 and IPv6.
 
 Needs root, ``ip`` and the iptables tools; otherwise skipped, unless
 ``KSERVICE_REQUIRE_KERNEL=1`` (then missing prerequisites fail the test).
-nfacct objects are not created, so states are rendered without nfacct counters.
+Like kube-proxy at start-up, the fixture creates the two nfacct counters its rules name
+(``nfacct add``), so states render with kube-proxy's real default: nfacct matches included.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces)"
     for tool in ("ip", "iptables-restore", "iptables-save", "iptables", "ip6tables-restore",
-                 "ip6tables-save", "ip6tables"):
+                 "ip6tables-save", "ip6tables", "nfacct"):
         if shutil.which(tool) is None:
             return f"{tool} not installed"
     return None
@@ -67,6 +68,10 @@ def netns() -> Iterator[str]:
             pytest.fail(msg)
         pytest.skip(msg)
     try:
+        # kube-proxy ensures these nfacct objects before its first sync; restores that
+        # name them fail without them.
+        for counter in ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"):
+            run(name, "nfacct", "add", counter)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -126,7 +131,7 @@ def sample_state(family: str) -> NodeProxyState:
     return NodeProxyState(
         node=node, family=family,
         config=KubeProxyConfiguration(cluster_cidr=a("10.0.0.0/8", "fd00:10::/48")),
-        options=ProxierOptions(nfacct_counters=()),
+        options=ProxierOptions(),
         service_ports=tuple(ports),
     )
 

@@ -155,6 +155,15 @@ def _recent(opts: Opts, v6: bool) -> str:
     return " ".join(parts)
 
 
+def _nfacct(opts: Opts, v6: bool) -> str:
+    # libxt_nfacct prints " --nfacct-name " and then the name with its own leading space,
+    # so real iptables-save (nft and legacy 1.8.9) shows two spaces; seen on a real kernel.
+    d = {opt: val for _, opt, val in opts}
+    if set(d) != {"--nfacct-name"}:
+        raise UnsupportedRule("only nfacct --nfacct-name NAME is supported", option="--nfacct-name")
+    return f"--nfacct-name  {d['--nfacct-name']}"
+
+
 #: Match modules kube-proxy uses, and how each prints its options back.
 _MODULE_SAVERS: dict[str, Saver] = {
     "comment": _comment,
@@ -166,7 +175,7 @@ _MODULE_SAVERS: dict[str, Saver] = {
     "mark": _mark_match,
     "statistic": _statistic,
     "recent": _recent,
-    "nfacct": _plain(),
+    "nfacct": _nfacct,
 }
 
 #: Options that take no value, per module.
