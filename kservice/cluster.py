@@ -183,6 +183,8 @@ class Cluster:
         self._queue: deque[Event] = deque()
         self._dispatching = False
         self._transaction_depth = 0
+        #: resourceVersion when the outermost transaction began.
+        self._transaction_start = 0
         #: Per kind, a number that changes whenever any object of the kind changes (a
         #: write, a rollback, a restore): lets derived data (a scheduler's node list) be
         #: cached safely. Never rolled back, unlike resourceVersion.
@@ -441,6 +443,12 @@ class Cluster:
         finally:
             self._dispatching = False
             queue.clear()
+        if self._transaction_depth and \
+                self.resource_version - self._transaction_start >= BULK_WRITES:
+            # A bulk load is under way (see transaction()): what this round left alive is
+            # the store's new objects; freezing them now (constant time) keeps every later
+            # young collection from tracing them again.
+            gc.freeze()
 
     # ------------------------------------------------------------------ atomicity
     @contextlib.contextmanager
@@ -451,9 +459,9 @@ class Cluster:
         (generation 2) collections are deferred (its threshold is raised, and restored on
         exit); young collections go on as usual. A bulk load only ever adds live objects,
         and each full pass re-traverses all of them -- at 100,000 pods that was a third of
-        the time. When the transaction wrote at least :data:`BULK_WRITES` objects it ends
-        with :func:`gc.freeze`, moving everything then alive out of the collector's sight
-        for good: the store's objects are long-lived, immutable and acyclic, so reference
+        the time. Once the transaction has written :data:`BULK_WRITES` objects, each
+        dispatch round (and the transaction itself) ends with :func:`gc.freeze` (constant
+        time), moving everything then alive out of the collector's sight for good: the store's objects are long-lived, immutable and acyclic, so reference
         counting alone frees them when they are replaced or deleted, and tracing them
         again on every later full pass would only cost time. The price: reference cycles
         alive at that moment (kservice's models form none) are never collected; a process
@@ -462,6 +470,8 @@ class Cluster:
         saved = {k: dict(v) for k, v in self._objects.items()}
         saved_rv = self.resource_version
         outermost = self._transaction_depth == 0
+        if outermost:
+            self._transaction_start = saved_rv
         thresholds = gc.get_threshold()
         if outermost and thresholds[2] < _BULK_GC_THRESHOLD_2:
             gc.set_threshold(thresholds[0], thresholds[1], _BULK_GC_THRESHOLD_2)

@@ -149,6 +149,15 @@ class ClusterDataplane(RuleBasedStateMachine):
                 backend = self.backends[key]
                 backend.load(self.kernels[key], backend.render(state, self.synced.get(key)))
                 self.synced[key] = state
+        # Affinity is promised only while the endpoint stays in use: once it leaves the
+        # rules its affinity memory goes with them (nftables deletes the endpoint's
+        # affinity set; the kernel frees an xt_recent list with the last rule naming it),
+        # so a later comeback is scheduled afresh.
+        self.sticky = [s for s in self.sticky if s.endpoint in self._usable(s.node, s.service)]
+
+    def _usable(self, node: str, name: str) -> set[str]:
+        sp = self._port(node, name)
+        return {e.string for e in sp.categorized.cluster} if sp is not None else set()
 
     def _port(self, node: str, name: str) -> ServicePortInfo | None:
         for sp in self.states[node].service_ports:
@@ -323,8 +332,7 @@ class ClusterDataplane(RuleBasedStateMachine):
                 continue
             kernel = self.kernels[(s.mode, s.node)]
             sp = self._port(s.node, s.service)
-            if (sp is None or kernel.clock.now - s.at >= s.timeout
-                    or s.endpoint not in {e.string for e in sp.categorized.cluster}):
+            if sp is None or kernel.clock.now - s.at >= s.timeout:
                 continue
             got = kernel.trace(Packet(s.client, sp.cluster_ip, sp.port, self._next_sport()),
                                mode=s.mode)
