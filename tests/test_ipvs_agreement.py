@@ -102,6 +102,19 @@ def ipvs_divergence(state: NodeProxyState, packet: Packet, ipt: TraceResult,
         return "source-ranges-before-no-endpoints"
     local_policy = sp.internal_policy_local if kind == "cluster" else sp.external_policy_local
     chosen = {e.string for e in chosen_endpoints(sp, local_policy)}
+    if (
+        packet.src in state.node.ips
+        and packet.dst in sp.load_balancer_vips
+        and sp.load_balancer_source_ranges
+        and not _in_ranges(packet.src, sp.load_balancer_source_ranges)
+        and ipt.distribution() == {("DROP", None, None): 1}
+        and chosen
+        and _equal_shares(ipvs, chosen)
+    ):
+        # IPVS schedules the node's own connection at LOCAL_OUT; it never reaches filter
+        # INPUT, where IPVS mode hooks KUBE-PROXY-FIREWALL. iptables mode also hooks it
+        # from OUTPUT and drops.
+        return "node-bypasses-source-ranges"
     if not chosen:
         if ipvs.distribution() != {("REJECT", None, None): 1}:
             return None
