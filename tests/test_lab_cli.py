@@ -280,6 +280,82 @@ def test_sigterm_during_up_removes_the_partial_lab(env: tuple[list[str], str],
     assert proc.poll() is None, "up finished before it could be interrupted"
     proc.terminate()
     _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    # 128 + SIGTERM, as a shell reports it; one line says the partial lab is gone.
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == [
+        f'kservice lab up: interrupted by SIGTERM; lab "{name}" cleaned up (everything it '
+        "had created was removed)"], err
     assert lab_namespaces(name) == []
     assert executor.load_meta(name) is None
+
+
+def test_sync_of_a_lab_built_from_files_keeps_its_pods(env: tuple[list[str], str],
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    state, name = env
+    code, _out, err = run(capsys, *state, "lab", "up", *FILES, "--name", name)
+    assert code == 0, err
+
+    def pods() -> list[str]:
+        return [p["pod"] for p in json.loads(run(capsys, *state, "lab", "status", "--name",
+                                                  name, "-o", "json")[1])[0]["pods"]]
+
+    built = pods()
+    # Nothing changed: a sync adds and removes nothing.
+    code, out, err = run(capsys, *state, "lab", "sync", "--name", name)
+    assert code == 0 and "pods:" not in out, out + err
+    # The stored state changes (another Service): the files' pods would get other generated
+    # names; the lab keeps the ones it built.
+    assert run(capsys, *state, "apply", "-f", str(EXAMPLES / "redis-service.yaml"))[0] == 0
+    for _ in range(2):
+        code, out, err = run(capsys, *state, "lab", "sync", "--name", name)
+        assert code == 0 and "pods:" not in out, out + err
+    assert pods() == built
+    myapp = next(p for p in built if p.startswith("default/myapp-"))
+    code, out, _err = run(capsys, *state, "lab", "probe", "--name", name, "--from",
+                          f"pod/{myapp}", "--to", "10.99.99.99:8080", "--count", "6",
+                          "--check", "-o", "json")
+    assert code == 0 and json.loads(out)["agree"], out
+
+
+def _ext_lo(name: str) -> str:
+    return subprocess.run(["ip", "-n", f"ksl-{name}-ext", "-4", "-o", "addr", "show", "dev",
+                           "lo"], capture_output=True, text=True, timeout=30).stdout
+
+
+def test_probe_source_is_checked_and_cleaned_up(env: tuple[list[str], str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    state, name = env
+    assert run(capsys, *state, "lab", "up", *FILES, "--name", name)[0] == 0
+    before = _ext_lo(name)
+    probe = ("lab", "probe", "--name", name, "--from", "external", "--to",
+             "172.18.0.3:30080", "--count", "3")
+    # A node's address (or a pod's, a cluster IP...) is refused and nothing is added.
+    for taken, what in (("172.18.0.2", "node kind-control-plane's address"),
+                        ("10.96.0.10", "cluster IP")):
+        code, _out, err = run(capsys, *state, *probe, "--source", taken)
+        assert code == 1 and what in err, err
+        assert _ext_lo(name) == before
+    # A free address is used, then removed again: the next probes are unaffected.
+    code, out, err = run(capsys, *state, *probe, "--source", "203.0.113.7", "--check")
+    assert code == 0, out + err
+    assert _ext_lo(name) == before
+    code, out, err = run(capsys, *state, *probe, "--check")
+    assert code == 0 and "agree" in out, out + err
+    for bad in ("0", "-1", "1e9", "nan"):
+        code, _out, err = run(capsys, *state, *probe, "--timeout", bad)
+        assert code == 1 and "--timeout" in err and "seconds" in err, err
+    code, _out, err = run(capsys, *state, *probe[:-2], "--count", "0")
+    assert code == 1 and "--count" in err
+
+
+def test_status_of_a_missing_lab_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KSERVICE_LAB_DIR", str(tmp_path / "labs"))
+    code, out, err = run(capsys, "lab", "status", "--name", "nosuchlab")
+    assert code == 1 and out == "" and 'no lab "nosuchlab"' in err
+    code, out, err = run(capsys, "lab", "status", "--name", "nosuchlab", "-o", "json")
+    assert code == 1 and json.loads(out) == [{"name": "nosuchlab", "status": "absent"}]
+    # Listing every lab (none) is not an error.
+    code, out, _err = run(capsys, "lab", "status")
+    assert code == 0 and out.strip() == "No labs."

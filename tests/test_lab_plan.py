@@ -247,3 +247,56 @@ def test_dry_run_prints_the_confined_commands_and_rules(
     assert "ip netns exec ksl-dry-n-kind-worker iptables-restore <<'EOF'" in out
     assert "-A KUBE-SERVICES" in out
     assert not (tmp_path / "labs").exists()
+
+
+OTHER = {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "other", "namespace": "default"},
+         "spec": {"selector": {"app": "nothing"}, "ports": [{"port": 81}]}}
+
+
+def _from_files(stored_change: bool) -> tuple[LabPlan, set[tuple[str, str]]]:
+    """The lab's cluster as `lab up -f web.yaml` reads it: the stored state (maybe changed
+    since) with the file applied in memory; and the stored pods' (namespace, name)."""
+    cluster = new_cluster()
+    if stored_change:
+        with cluster.transaction():
+            cluster.apply(cluster.decode(OTHER))
+    stored = {(p.metadata.namespace, p.metadata.name) for p in cluster.list("Pod")}
+    with cluster.transaction():
+        cluster.apply(cluster.decode(WEB))
+    return plan_lab(cluster, "t1"), stored
+
+
+def test_pods_from_files_keep_their_names_when_the_stored_state_changes() -> None:
+    from backends.lab.plan import pin_transient_pods, reconcile
+
+    built, _ = _from_files(False)
+    now, stored = _from_files(True)
+    web_built = sorted(p.ref for p in built.pods if p.name.startswith("web-"))
+    web_now = sorted(p.ref for p in now.pods if p.name.startswith("web-"))
+    # The premise: generated names follow the stored resourceVersion.
+    assert len(web_built) == 3 and set(web_built).isdisjoint(web_now)
+    naive = reconcile(built, now)
+    assert len(naive.added) == len(naive.removed) == 3
+    pinned = pin_transient_pods(built, now, stored)
+    changes = reconcile(built, pinned)
+    assert changes.added == () and changes.removed == ()
+    assert changes.plan.pods == built.pods
+    # Idempotent: nothing changed, nothing to do.
+    again = reconcile(changes.plan, pin_transient_pods(changes.plan, now, stored))
+    assert again.added == () and again.removed == ()
+
+
+def test_a_renamed_stored_pod_is_still_a_change() -> None:
+    import attrs
+
+    from backends.lab.plan import pin_transient_pods, reconcile
+
+    built, stored = _from_files(False)
+    dns = next(p for p in built.pods if p.name.startswith("coredns-"))
+    renamed = attrs.evolve(dns, name="coredns-new")
+    now = attrs.evolve(built, pods=[renamed if p is dns else p for p in built.pods])
+    stored = stored | {(dns.namespace, "coredns-new")}
+    changes = reconcile(built, pin_transient_pods(built, now, stored))
+    assert [p.ref for p in changes.removed] == [dns.ref]
+    assert [p.name for p in changes.added] == ["coredns-new"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from fractions import Fraction
 
 import pytest
@@ -150,3 +151,91 @@ def test_packet_for_names_the_deciding_node(plan: LabPlan) -> None:
 def test_affinity_is_not_judged_when_nothing_can_answer() -> None:
     drop = Expectation({"timeout": Fraction(1)}, {})
     assert disagreements(obs({}, timeout=3), drop, sticky=True) == []
+
+
+# ------------------------------------------------- probe arguments and --source
+
+
+@pytest.mark.parametrize(("count", "timeout", "option"), [
+    (10, 0.0, "--timeout"), (10, -1.0, "--timeout"), (10, 1e9, "--timeout"),
+    (10, float("nan"), "--timeout"), (10, float("inf"), "--timeout"), (10, 0.01, "--timeout"),
+    (0, 0.5, "--count"), (-3, 0.5, "--count"), (10_001, 0.5, "--count"),
+    (10_000, 1.0, "--count 10000 x --timeout 1"),
+])
+def test_probe_arguments_are_bounded(count: int, timeout: float, option: str) -> None:
+    from backends.lab.probe import validate_probe_args
+
+    with pytest.raises(InvalidInput) as e:
+        validate_probe_args(count, timeout)
+    assert str(e.value).startswith(option)
+
+
+@pytest.mark.parametrize(("count", "timeout"), [(1, 0.05), (10, 0.5), (360, 10.0), (10_000, 0.3)])
+def test_probe_arguments_within_bounds(count: int, timeout: float) -> None:
+    from backends.lab.probe import validate_probe_args
+
+    validate_probe_args(count, timeout)
+
+
+def test_source_refuses_the_labs_own_addresses(plan: LabPlan) -> None:
+    from backends.lab.probe import check_bind
+
+    node = plan.nodes[1]
+    pod = next(p for p in plan.pods if not p.host_network)
+    taken = {node.ip: f"node {node.name}'s address",
+             node.gateway: f"node {node.name}'s pod gateway",
+             pod.ip: "'s address",
+             # Any address of a pod CIDR: the node routes it to its bridge.
+             str(ipaddress.IPv4Network(node.pod_cidr)[200]): f"node {node.name}'s pod CIDR",
+             "10.96.0.10": "a Service's cluster IP"}
+    for ip, what in taken.items():
+        with pytest.raises(InvalidInput) as e:
+            check_bind(plan, ip, service_ips=["10.96.0.10"])
+        assert what in str(e.value) and f'lab "{plan.name}"' in str(e.value), ip
+    for bad in ("not-an-ip", "fd00::1", "127.0.0.5", "0.0.0.0", "224.0.0.1"):
+        with pytest.raises(InvalidInput):
+            check_bind(plan, bad)
+    assert check_bind(plan, "203.0.113.7") == "203.0.113.7"
+    assert check_bind(plan, plan.external.ip) == plan.external.ip
+
+
+class _Recorder:
+    """An Executor stand-in: records commands; the probe client fails."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, ...]] = []
+
+    def run(self, cmd: object, *, check: bool = True, timeout: float | None = None) -> object:
+        self.commands.append(tuple(cmd.argv))  # type: ignore[attr-defined]
+        return None
+
+    def in_netns(self, netns: str, *argv: str, **_kw: object) -> object:
+        self.commands.append(("ip", "netns", "exec", netns, *argv))
+        from kservice.errors import BackendError
+
+        raise BackendError("the probe client crashed")
+
+
+def test_an_extra_source_address_is_removed_even_when_the_probe_fails(plan: LabPlan) -> None:
+    from backends.lab.probe import probe
+    from kservice.errors import BackendError
+
+    ex = _Recorder()
+    src = parse_source(plan, "external")
+    with pytest.raises(BackendError, match="crashed"):
+        probe(ex, plan, src, plan.nodes[1].ip, 30080, "tcp",  # type: ignore[arg-type]
+              bind="203.0.113.7")
+    ns = plan.external.netns
+    added = ("ip", "-n", ns, "addr", "replace", "203.0.113.7/32", "dev", "lo")
+    removed = ("ip", "-n", ns, "addr", "del", "203.0.113.7/32", "dev", "lo")
+    assert ex.commands[0] == added and ex.commands[-1] == removed
+
+
+def test_a_refused_source_changes_nothing(plan: LabPlan) -> None:
+    from backends.lab.probe import probe
+
+    ex = _Recorder()
+    with pytest.raises(InvalidInput):
+        probe(ex, plan, parse_source(plan, "external"), plan.nodes[1].ip, 30080,  # type: ignore[arg-type]
+              "tcp", bind=plan.nodes[0].ip)
+    assert ex.commands == []

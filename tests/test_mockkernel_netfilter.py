@@ -142,9 +142,9 @@ COMMIT
 
 def test_statistic_random_branches_exactly() -> None:
     text = """*nat
--A PREROUTING -d 10.96.0.1 -m statistic --mode random --probability 0.3333333333 -j DNAT --to-destination 10.244.1.10:80
--A PREROUTING -d 10.96.0.1 -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 10.244.1.11:80
--A PREROUTING -d 10.96.0.1 -j DNAT --to-destination 10.244.1.12:80
+-A PREROUTING -d 10.96.0.1 -p tcp -m statistic --mode random --probability 0.3333333333 -j DNAT --to-destination 10.244.1.10:80
+-A PREROUTING -d 10.96.0.1 -p tcp -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination 10.244.1.11:80
+-A PREROUTING -d 10.96.0.1 -p tcp -j DNAT --to-destination 10.244.1.12:80
 COMMIT
 """
     pkt = Packet(OUTSIDE, "10.96.0.1", 80)

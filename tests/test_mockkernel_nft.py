@@ -298,3 +298,108 @@ def test_listing_round_trip() -> None:
     again.run(rs.list_ruleset())
     assert again.canonical() == rs.canonical()
     assert "elements = { " in rs.list_ruleset()
+
+
+# ------------------------------------------------- one-line blocks (what nft -f accepts)
+
+# Each form was checked with the real `nft -c -f` (nftables 1.0.x) in a throwaway netns;
+# test_real_nft_agrees_on_block_forms re-checks it whenever the kernel tools are at hand.
+ONE_LINE_ACCEPTED = [
+    "table ip t {\n\tchain e1 { meta l4proto tcp dnat ip to 10.244.1.5:80; }\n"
+    "\tchain pre { type nat hook prerouting priority dstnat; policy accept; "
+    "ip daddr 10.96.0.1 tcp dport 80 jump e1; }\n}\n",
+    "table ip t { chain e1 { meta l4proto tcp dnat ip to 10.244.1.5:80; }; chain pre { type "
+    "nat hook prerouting priority dstnat; policy accept; ip daddr 10.96.0.1 tcp dport 80 "
+    "jump e1; }; }\n",
+    "table ip t { chain e1 { meta l4proto tcp dnat ip to 10.244.1.5:80; } ; chain pre { "
+    "type nat hook prerouting priority dstnat; policy accept\n"
+    "ip daddr 10.96.0.1 tcp dport 80 jump e1\n}\n}\n",
+    "table ip t { set s { type ipv4_addr; elements = { 10.96.0.1 } }; chain e1 { meta l4proto "
+    "tcp dnat ip to 10.244.1.5:80; }; chain pre { type nat hook prerouting priority dstnat; "
+    "policy accept; ip daddr @s tcp dport 80 jump e1; }; }; table ip u { chain c { "
+    "tcp dport 1 drop; }; }\n",
+]
+ONE_LINE_REFUSED = [
+    # The last statement of a block needs ';' or a newline before '}' ...
+    "table ip t { chain c { tcp dport 1 drop } ; }\n",
+    # ... and so does a block's own closing brace.
+    "table ip t { chain c { tcp dport 1 drop; } }\n",
+    "table ip t { chain c { tcp dport 1 drop; }; } table ip u { chain c { drop; }; }\n",
+]
+
+
+@pytest.mark.parametrize("text", ONE_LINE_ACCEPTED)
+def test_one_line_blocks_load_like_the_listing(text: str) -> None:
+    k = MockKernel(NODE)
+    nft_apply(k, text, source="one-line")
+    d = dist(k, src="203.0.113.9", dst="10.96.0.1", dport=80)
+    assert d == {("ACCEPT", "10.244.1.5:80", "203.0.113.9"): 1}
+    r = k.trace(Packet("203.0.113.9", "10.96.0.1", 80))
+    # Rule paths show each statement as written, without its separator.
+    assert r.outcomes[0].rules[-1] == "ip t e1 meta l4proto tcp dnat ip to 10.244.1.5:80"
+
+
+@pytest.mark.parametrize("text", ONE_LINE_REFUSED)
+def test_blocks_nft_refuses_are_refused(text: str) -> None:
+    with pytest.raises(RuleParseError) as e:
+        parse_nft(text, source="one-line")
+    assert "syntax error" in str(e.value) and e.value.line == 1
+
+
+def test_one_line_block_errors_name_the_line() -> None:
+    text = "table ip t {\n  chain a { drop; }\n  chain b { tcp dport 1 bogus thing; }\n}\n"
+    with pytest.raises(UnsupportedRule) as e:
+        parse_nft(text, source="f.nft")
+    assert e.value.line == 3 and e.value.option == "bogus"
+
+
+@pytest.mark.kernel
+def test_real_nft_agrees_on_block_forms(kernel_tools: None, tmp_path: object) -> None:
+    import subprocess
+    import uuid
+    from pathlib import Path
+
+    ns = f"kst-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    try:
+        def real(text: str) -> int:
+            f = Path(str(tmp_path)) / "r.nft"
+            f.write_text(text)
+            return subprocess.run(["ip", "netns", "exec", ns, "nft", "-c", "-f", str(f)],
+                                  capture_output=True, timeout=30).returncode
+        assert [real(t) for t in ONE_LINE_ACCEPTED] == [0] * len(ONE_LINE_ACCEPTED)
+        assert all(real(t) != 0 for t in ONE_LINE_REFUSED)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=30)
+
+
+# ------------------------------------------------- lenient nft
+
+QUEUE = """table ip kp {
+\tchain inp {
+\t\ttype filter hook input priority filter; policy accept;
+\t\ttcp dport 7777 queue num 3
+\t\ttcp dport 8888 drop
+\t}
+}
+"""
+
+
+def test_unsupported_nft_expression_is_refused_by_default() -> None:
+    with pytest.raises(UnsupportedRule) as e:
+        nft_apply(MockKernel(NODE), QUEUE, source="q.nft")
+    assert e.value.line == 4 and e.value.option == "queue"
+
+
+def test_lenient_nft_gives_unknown_where_reached_and_warns() -> None:
+    k = MockKernel(NODE, lenient=True)
+    nft_apply(k, QUEUE, source="q.nft")
+    assert k.warnings and k.warnings[0].startswith("q.nft:4: ") and "'queue'" in k.warnings[0]
+    r = k.trace(Packet("203.0.113.9", "192.168.0.10", 7777))
+    assert [(o.verdict, o.probability) for o in r.outcomes] == [("UNKNOWN", Fraction(1))]
+    assert r.outcomes[0].rules == ("ip kp inp tcp dport 7777 queue num 3",)
+    # The expressions before the unknown one still decide: other ports never reach it.
+    assert dist(k, src="203.0.113.9", dst="192.168.0.10", dport=8888) == {
+        ("DROP", None, None): 1}
+    assert dist(k, src="203.0.113.9", dst="192.168.0.10", dport=9999) == {
+        ("ACCEPT", "192.168.0.10:9999", "203.0.113.9"): 1}

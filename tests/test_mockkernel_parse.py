@@ -190,7 +190,7 @@ def test_supported_filter_rules_parse(rule: str) -> None:
         "-A PREROUTING -p tcp -j DNAT --to-destination [fd00::1]:8080",
         "-A PREROUTING -p tcp -j REDIRECT --to-ports 15001",
         "-A POSTROUTING -j MASQUERADE --random-fully",
-        "-A POSTROUTING -j MASQUERADE --to-ports 1024-65535",
+        "-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-65535",
         "-A POSTROUTING -j SNAT --to-source 192.168.0.1",
         "-A PREROUTING -g KUBE-X",
     ],
@@ -321,3 +321,121 @@ def test_physdev_and_ipvs_matches_of_ipvs_mode_parse_and_evaluate() -> None:
     # Not an IPVS packet: the ipvs match fails, so locally generated traffic passes.
     assert [o.verdict for o in k.trace(Packet("172.18.0.2", "10.96.0.1", 80)).outcomes] == [
         "ACCEPT"]
+
+
+# ------------------------------------------------- what iptables-restore itself refuses
+#
+# Each case below was checked against the real tool (iptables v1.8.9, nf_tables) in a
+# throwaway network namespace; test_real_iptables_restore_refuses_them_too re-checks it
+# whenever the kernel tools are at hand.
+
+REFUSED_NAT: list[tuple[str, str, str, str]] = [
+    # (table, chains and rules, option named, words of the message)
+    ("nat", "-A PREROUTING -j DROP", "-j DROP", 'The "nat" table is not intended for filtering'),
+    ("nat", ":X - [0:0]\n-A X -j DROP", "-j DROP", "the use of DROP is therefore inhibited"),
+    ("nat", "-A OUTPUT -j REJECT", "-j REJECT", "only valid in the filter table"),
+    ("mangle", "-A PREROUTING -j REJECT", "-j REJECT", "only valid in the filter table"),
+    ("nat", "-A POSTROUTING -j MASQUERADE --to-ports 1000", "--to-ports",
+     "Need TCP, UDP, SCTP or DCCP with port specification"),
+    ("nat", "-A PREROUTING -j REDIRECT --to-ports 80", "--to-ports", "Need TCP, UDP"),
+    ("nat", "-A PREROUTING -j DNAT --to-destination 10.0.0.1:80", "--to-destination",
+     "Need TCP, UDP"),
+    ("nat", "-A POSTROUTING -j SNAT --to-source 10.0.0.1:80", "--to-source", "Need TCP, UDP"),
+    ("nat", "-A POSTROUTING -j DNAT --to-destination 10.0.0.1", "-j DNAT",
+     "not in POSTROUTING"),
+    ("nat", "-A INPUT -j DNAT --to-destination 10.0.0.1", "-j DNAT", "not in INPUT"),
+    ("nat", "-A PREROUTING -j SNAT --to-source 10.0.0.1", "-j SNAT", "not in PREROUTING"),
+    ("nat", "-A OUTPUT -j SNAT --to-source 10.0.0.1", "-j SNAT", "not in OUTPUT"),
+    ("nat", "-A OUTPUT -j MASQUERADE", "-j MASQUERADE", "not in OUTPUT"),
+    ("nat", "-A INPUT -j MASQUERADE", "-j MASQUERADE", "not in INPUT"),
+    ("nat", "-A POSTROUTING -j REDIRECT", "-j REDIRECT", "not in POSTROUTING"),
+    # A user chain inherits the hooks of every built-in chain that reaches it.
+    ("nat", ":X - [0:0]\n-A X -j DNAT --to-destination 10.0.0.1\n-A POSTROUTING -j X",
+     "-j DNAT", "chain X is reached from POSTROUTING (the jump on line 4)"),
+    ("nat", ":X - [0:0]\n:Y - [0:0]\n-A PREROUTING -j X\n-A X -g Y\n-A POSTROUTING -j X\n"
+     "-A Y -j MASQUERADE", "-j MASQUERADE", "chain Y is reached from PREROUTING"),
+]
+
+ACCEPTED_NAT: list[tuple[str, str]] = [
+    ("nat", "-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1000"),
+    ("nat", "-A POSTROUTING -p udp -j MASQUERADE --to-ports 1000-2000"),
+    ("nat", "-A OUTPUT -j DNAT --to-destination 10.0.0.1"),
+    ("nat", "-A PREROUTING -p sctp -j DNAT --to-destination 10.0.0.1:80"),
+    ("nat", "-A INPUT -j SNAT --to-source 10.0.0.1"),
+    ("nat", "-A OUTPUT -j REDIRECT"),
+    ("nat", "-A POSTROUTING -j MASQUERADE"),
+    # Not reached from any hook: the kernel has no hook to refuse it for.
+    ("nat", ":Y - [0:0]\n-A Y -j DNAT --to-destination 10.0.0.1"),
+    ("filter", "-A OUTPUT -j REJECT"),
+]
+
+
+@pytest.mark.parametrize(("table", "rules", "option", "words"), REFUSED_NAT)
+def test_what_iptables_restore_refuses_is_refused(table: str, rules: str, option: str,
+                                                  words: str) -> None:
+    text = f"*{table}\n{rules}\nCOMMIT\n"
+    with pytest.raises(RuleParseError) as e:
+        parse_iptables_save(text, source="dump")
+    assert e.value.option == option
+    assert words in str(e.value)
+    # The line named is the offending rule's (1-based; line 1 is "*table").
+    bad = [i for i, line in enumerate(text.splitlines(), 1) if option.split()[-1] in line]
+    assert e.value.line == bad[-1]
+
+
+@pytest.mark.parametrize(("table", "rules"), ACCEPTED_NAT)
+def test_what_iptables_restore_accepts_still_parses(table: str, rules: str) -> None:
+    (t,) = parse_iptables_save(f"*{table}\n{rules}\nCOMMIT\n")
+    assert sum(len(c.rules) for c in t.chains.values()) == rules.count("-A ")
+
+
+@pytest.mark.kernel
+def test_real_iptables_restore_agrees(kernel_tools: None) -> None:
+    """The same verdicts from the real iptables-restore (applied in a throwaway netns:
+    ``--test`` alone skips the kernel's hook checks under iptables-nft)."""
+    import subprocess
+    import uuid
+
+    ns = f"kst-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    try:
+        def real(table: str, rules: str) -> int:
+            return subprocess.run(["ip", "netns", "exec", ns, "iptables-restore"],
+                                  input=f"*{table}\n{rules}\nCOMMIT\n", capture_output=True,
+                                  text=True, timeout=30).returncode
+        refused_by_real = [r for t, r, _o, _w in REFUSED_NAT if real(t, r) == 0]
+        accepted_by_real = [r for t, r in ACCEPTED_NAT if real(t, r) != 0]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=30)
+    assert refused_by_real == [] and accepted_by_real == []
+
+
+# ------------------------------------------------- unknown targets with options
+
+TPROXY = "-A PREROUTING -p tcp --dport 80 -j TPROXY --on-port 1 --tproxy-mark 0x1/0x1"
+
+
+def test_unknown_target_with_options_is_unsupported_not_a_chain_jump() -> None:
+    with pytest.raises(UnsupportedRule) as e:
+        parse_iptables_save(f"*mangle\n{TPROXY}\nCOMMIT\n", source="dump")
+    assert e.value.option == "-j TPROXY" and e.value.line == 2
+    assert "unsupported target TPROXY" in str(e.value)
+    assert "takes no options" not in str(e.value)
+
+
+def test_unknown_target_with_options_is_lenient() -> None:
+    warnings: list[str] = []
+    (t,) = parse_iptables_save(f"*mangle\n{TPROXY}\nCOMMIT\n", lenient=True,
+                               warnings=warnings)
+    rule = t.chains["PREROUTING"].rules[0]
+    assert rule.target.unknown == "-j TPROXY"
+    assert not rule.target.options.get("chain")
+    assert warnings == ["rules:2: unsupported target '-j TPROXY'"]
+
+
+def test_a_declared_chain_jump_with_options_stays_an_error() -> None:
+    text = "*filter\n:MYCHAIN - [0:0]\n-A INPUT -j MYCHAIN --on-port 1\nCOMMIT\n"
+    for lenient in (False, True):
+        with pytest.raises(RuleParseError) as e:
+            parse_iptables_save(text, lenient=lenient)
+        assert "jump to chain MYCHAIN takes no options" in str(e.value)

@@ -495,7 +495,12 @@ def test_cli_trace_dump_json_is_trace_result(golden_file: Path, golden_kernel: M
                           "--dst", "192.168.99.33:80", "-o", "json"], capsys)
     assert rc == 0
     expected = golden_kernel.trace(Packet(EXTERNAL_CLIENT, "192.168.99.33", 80)).to_json()
-    assert json.loads(out) == expected
+    data = json.loads(out)
+    # The payload's empty built-in chains got kube-proxy's jump rules: said in "warnings",
+    # the one key added to TraceResult.to_json() (only when there are warnings).
+    warnings = data.pop("warnings")
+    assert len(warnings) == 1 and "added kube-proxy's jump rules" in warnings[0]
+    assert data == expected
 
 
 def test_cli_trace_dump_text(golden_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -652,3 +657,43 @@ def test_cli_trace_raw_objects(tmp_path: Path, capsys: pytest.CaptureFixture[str
     rc, _out, err = _cli(["--state", str(tmp_path / "s.db"), "trace", "--raw", "--node", "n1",
                           "--src", "10.244.9.9", "--dst", "10.96.0.50:80"], capsys)
     assert rc == 1 and "--raw needs -f" in err
+
+
+@pytest.mark.parametrize(("flag", "name", "text", "port", "warning"), [
+    ("--rules", "tp.rules",
+     "*mangle\n:PREROUTING ACCEPT [0:0]\n"
+     "-A PREROUTING -p tcp --dport 80 -j TPROXY --on-port 1 --tproxy-mark 0x1/0x1\nCOMMIT\n",
+     80, ":3: unsupported target '-j TPROXY'"),
+    ("--nft", "q.nft",
+     "table ip kp {\n\tchain inp {\n\t\ttype filter hook input priority filter; policy accept;"
+     "\n\t\ttcp dport 7777 queue num 3\n\t}\n}\n", 7777, ":4: unsupported expression"),
+])
+def test_cli_lenient_json_carries_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           flag: str, name: str, text: str, port: int,
+                                           warning: str) -> None:
+    dump = tmp_path / name
+    dump.write_text(text)
+    base = ["trace", flag, str(dump), "--node-ip", "192.168.0.2", "--src", "1.1.1.1",
+            "--dst", f"192.168.0.2:{port}", "-o", "json"]
+    rc, _out, err = _cli(base, capsys)
+    assert rc == 1 and f"{dump}:" in err
+    rc, out, _err = _cli([*base, "--lenient"], capsys)
+    data = json.loads(out)
+    assert rc == 0 and [o["verdict"] for o in data["outcomes"]] == ["UNKNOWN"]
+    assert len(data["warnings"]) == 1 and data["warnings"][0].startswith(f"{dump}{warning}")
+    # Another port never reaches the unknown rule: a known outcome (the load's warning
+    # is still reported).
+    rc, out, _err = _cli([*base[:-3], f"192.168.0.2:{port + 1}", "-o", "json", "--lenient"],
+                         capsys)
+    assert [o["verdict"] for o in json.loads(out)["outcomes"]] == ["ACCEPT"]
+
+
+def test_cli_json_has_no_warnings_key_without_warnings(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    dump = tmp_path / "ok.rules"
+    dump.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j DROP\nCOMMIT\n")
+    rc, out, _err = _cli(["trace", "--rules", str(dump), "--node-ip", "192.168.0.2", "--src",
+                          "1.1.1.1", "--dst", "192.168.0.2:22", "-o", "json", "--lenient"],
+                         capsys)
+    data = json.loads(out)
+    assert rc == 0 and set(data) == {"node", "mode", "packet", "outcomes"}

@@ -18,7 +18,13 @@ from typing import Any
 
 from backends.lab import executor, rules, userspace
 from backends.lab.executor import Executor, Progress, list_labs, load_meta, save_meta, teardown
-from backends.lab.plan import LabPlan, plan_lab, reconcile, validate_lab_name
+from backends.lab.plan import (
+    LabPlan,
+    pin_transient_pods,
+    plan_lab,
+    reconcile,
+    validate_lab_name,
+)
 from backends.lab.probe import (
     disagreements,
     expectation,
@@ -26,6 +32,7 @@ from backends.lab.probe import (
     parse_source,
     parse_target,
     probe,
+    validate_probe_args,
 )
 from kservice.cluster import Cluster
 from kservice.errors import BackendError, InvalidInput
@@ -167,6 +174,23 @@ def _out(text: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     name = _lab_name(args, creating=True)
+    # SIGTERM (and SIGINT) anywhere in `up` unwind through the builders' clean-up; the
+    # exit code is then the shell's 128+N, with one line saying what was removed.
+    try:
+        with executor.interrupts_as_exceptions():
+            return _cmd_up(args, name)
+    except KeyboardInterrupt as exc:
+        code = executor.interrupt_exit_code(exc)
+        sig = {130: "SIGINT", 143: "SIGTERM"}.get(code, f"signal {code - 128}")
+        try:
+            sys.stderr.write(f'kservice lab up: interrupted by {sig}; lab "{name}" cleaned up '
+                             "(everything it had created was removed)\n")
+        except (OSError, ValueError):
+            pass
+        return code
+
+
+def _cmd_up(args: argparse.Namespace, name: str) -> int:
     # Absolute paths: sync, probe --check and the userspace proxies re-read them later,
     # maybe from another directory.
     state_path = os.path.abspath(args.state) if getattr(args, "state", None) else None
@@ -266,7 +290,20 @@ def _tail(path: Any) -> str:
         return "(no output)"
 
 
+def _service_ips(meta: dict[str, Any]) -> list[str]:
+    """The cluster IPs of the lab's Services (``--source`` must not take one)."""
+    try:
+        cluster = load_cluster(meta.get("state"), meta.get("files"))
+    except Exception:  # an unreadable state is reported by the commands that need it
+        return []
+    if "Service" not in cluster.kinds:
+        return []
+    return sorted({ip for svc in cluster.list("Service")
+                   for ip in (svc.spec.cluster_ips or ()) if ip and ip != "None"})
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
+    validate_probe_args(args.count, args.timeout)
     name = _lab_name(args)
     meta = _meta(name)
     plan = LabPlan.from_json(meta["plan"])
@@ -276,8 +313,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise InvalidInput("--via applies to --from external only")
     if args.via:
         plan.node(args.via)
-    obs = probe(Executor(name), plan, source, dst, port, proto, count=args.count,
-                timeout=args.timeout, bind=args.bind, via=args.via)
+    try:
+        # SIGTERM unwinds like Ctrl-C, so an extra --source address is always removed.
+        with executor.interrupts_as_exceptions():
+            obs = probe(Executor(name), plan, source, dst, port, proto, count=args.count,
+                        timeout=args.timeout, bind=args.bind, via=args.via,
+                        service_ips=_service_ips(meta) if args.bind else ())
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("kservice lab probe: interrupted\n")
+        return executor.interrupt_exit_code(exc)
     problems: list[str] = []
     result: dict[str, Any] = {"lab": name, "from": source.label, "to": f"{dst}:{port}/{proto}",
                               "observed": obs.to_json()}
@@ -382,9 +426,17 @@ def cmd_status(args: argparse.Namespace) -> int:
                       "responder": alive.get(p.ref)} for p in plan.pods],
             "external": {"netns": plan.external.netns, "ip": plan.external.ip},
         })
+    # Asked about one lab that does not exist: an error (exit 1), not a status.
+    missing = bool(args.name) and report[0]["status"] == "absent"
     if args.output == "json":
         _out(json.dumps(report, indent=2, sort_keys=True))
-        return 0
+        if missing:
+            sys.stderr.write(f'error: no lab "{names[0]}"\n')
+        return 1 if missing else 0
+    if missing:
+        raise InvalidInput(f'no lab "{names[0]}"',
+                           hint="`kservice lab status` lists the labs; `kservice lab up "
+                                f"--name {names[0]}` creates it")
     if not report:
         _out("No labs.")
         return 0
@@ -408,7 +460,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     meta = _meta(name)
     plan = LabPlan.from_json(meta["plan"])
     cluster = load_cluster(meta.get("state"), meta.get("files"))
-    changes = reconcile(plan, plan_lab(cluster, name))
+    new_plan = plan_lab(cluster, name)
+    if meta.get("files"):
+        # Pods that exist only through the -f files get generated names that follow the
+        # stored state's resourceVersion: keep the names they were built with.
+        stored = load_cluster(meta.get("state"), None)
+        refs = {(p.metadata.namespace, p.metadata.name)
+                for p in (stored.list("Pod") if "Pod" in stored.kinds else [])}
+        new_plan = pin_transient_pods(plan, new_plan, refs)
+    changes = reconcile(plan, new_plan)
     ex = Executor(name)
     if changes.added or changes.removed:
         with Progress().step("updating the pods"):

@@ -260,11 +260,25 @@ def teardown(lab: str, meta: LabMeta | None = None) -> list[str]:
     return removed
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal turned into an exception; ``signum`` gives the shell's exit code 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal number, as a shell reports a process killed by it (SIGINT 130,
+    SIGTERM 143)."""
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
+
+
 @contextlib.contextmanager
 def interrupts_as_exceptions() -> Iterator[None]:
     """SIGTERM raises like SIGINT does, so ``finally`` clean-up runs for both."""
     def _raise(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Interrupted(signum)
 
     old = signal.getsignal(signal.SIGTERM)
     try:

@@ -45,6 +45,7 @@ __all__ = [
     "PodPlan",
     "confined",
     "netns_prefix",
+    "pin_transient_pods",
     "plan_from_objects",
     "plan_lab",
     "reconcile",
@@ -379,6 +380,37 @@ def reconcile(old: LabPlan, new: LabPlan) -> PodChanges:
         added.append(attrs.evolve(p, host_port=f"vp{j}"))
     pods = sorted([*kept, *added], key=lambda p: (p.namespace, p.name))
     return PodChanges(attrs.evolve(old, pods=pods), added, removed)
+
+
+def pin_transient_pods(old: LabPlan, new: LabPlan, stored: set[tuple[str, str]]) -> LabPlan:
+    """``new`` with the built names kept for pods that exist only through ``lab up -f``.
+
+    Files are applied to the stored cluster in memory on every read, so a pod a file's
+    Deployment creates gets a name generated from the stored cluster's resourceVersion: it
+    changes whenever the stored state changes, although the pod (namespace, node, address,
+    ports) is the same. Such a pod -- its ``(namespace, name)`` not in ``stored`` (the
+    stored cluster's pods), in both plans -- keeps the name it was built with, so ``sync``
+    neither rebuilds it nor renames it. Stored pods keep their true identity: a stored pod
+    recreated under another name is a real change.
+    """
+    def body(p: PodPlan) -> tuple[str, str, str, bool, tuple[int, ...], tuple[int, ...]]:
+        return (p.namespace, p.node, p.ip, p.host_network, tuple(p.tcp_ports),
+                tuple(p.udp_ports))
+
+    built: dict[tuple[Any, ...], list[PodPlan]] = {}
+    new_refs = {(p.namespace, p.name) for p in new.pods}
+    for p in old.pods:
+        if (p.namespace, p.name) not in stored and (p.namespace, p.name) not in new_refs:
+            built.setdefault(body(p), []).append(p)
+    pods: list[PodPlan] = []
+    for p in new.pods:
+        candidates = built.get(body(p)) if (p.namespace, p.name) not in stored else None
+        if candidates:
+            b = candidates.pop(0)
+            pods.append(attrs.evolve(p, name=b.name, netns=b.netns))
+        else:
+            pods.append(p)
+    return attrs.evolve(new, pods=sorted(pods, key=lambda p: (p.namespace, p.name)))
 
 
 def confined(cmd: Command, prefix: str) -> bool:

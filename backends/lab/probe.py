@@ -15,6 +15,7 @@ import ipaddress
 import json
 import math
 import sys
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
@@ -25,8 +26,9 @@ from backends.lab.plan import Command, LabPlan
 from kservice.errors import BackendError, InvalidInput
 from kservice.trace import Packet, TraceResult
 
-__all__ = ["Expectation", "Observation", "Source", "chi_square_p", "disagreements",
-           "expectation", "packet_for", "parse_source", "parse_target", "probe"]
+__all__ = ["Expectation", "Observation", "Source", "check_bind", "chi_square_p", "disagreements",
+           "expectation", "lab_addresses", "packet_for", "parse_source", "parse_target", "probe",
+           "validate_probe_args"]
 
 REFUSED = "refused"
 TIMEOUT = "timeout"
@@ -106,25 +108,91 @@ class Observation:
                 "refused": self.refused, "timed_out": self.timeout, "other": self.other}
 
 
+#: The agent clamps each attempt's timeout to this (``agent.MAX_TIMEOUT``); a larger value
+#: would silently be shortened, so it is refused here instead.
+MAX_TIMEOUT = 10.0
+#: Below this an attempt cannot complete even a same-host handshake reliably; 0 or less
+#: made every connect fail at once (reported as "refused": a false DISAGREE).
+MIN_TIMEOUT = 0.05
+MAX_COUNT = 10_000
+#: count x timeout: one probe never waits longer than this in total.
+MAX_TOTAL_WAIT = 3600.0
+
+
+def validate_probe_args(count: int, timeout: float) -> None:
+    """Refuse a ``--count``/``--timeout`` the client cannot honour (clear error, no traceback)."""
+    if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise InvalidInput(f"--count {count}: must be 1-{MAX_COUNT}")
+    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or \
+            not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
+        raise InvalidInput(f"--timeout {timeout}: must be {MIN_TIMEOUT}-{MAX_TIMEOUT:g} seconds "
+                           "per attempt")
+    if count * timeout > MAX_TOTAL_WAIT:
+        raise InvalidInput(f"--count {count} x --timeout {timeout:g}: the probe could wait "
+                           f"{count * timeout:g}s; at most {MAX_TOTAL_WAIT:g}s")
+
+
+def lab_addresses(plan: LabPlan, service_ips: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(address or CIDR, what it is) for every address the lab assigns or routes: an extra
+    client address that collides with one shadows it in the external namespace (a local
+    address wins over the route to it) and breaks later probes."""
+    # Most specific first (a pod's address before its node's pod CIDR).
+    out: list[tuple[str, str]] = [(plan.external.ip, "the external client's address")]
+    for n in plan.nodes:
+        out += [(n.ip, f"node {n.name}'s address"), (n.gateway, f"node {n.name}'s pod gateway")]
+    out += [(p.ip, f"pod {p.ref}'s address") for p in plan.pods]
+    out += [(v, "a Service's external/LoadBalancer IP") for v, _n in plan.external.vip_routes]
+    out += [(ip, "a Service's cluster IP") for ip in service_ips]
+    out += [(n.pod_cidr, f"node {n.name}'s pod CIDR") for n in plan.nodes]
+    return out
+
+
+def check_bind(plan: LabPlan, bind: str, service_ips: Iterable[str] = ()) -> str:
+    """The validated ``--source`` address (IPv4, not one the lab uses)."""
+    try:
+        addr = ipaddress.IPv4Address(bind)
+    except ValueError:
+        raise InvalidInput(f"--source {bind!r}: expected an IPv4 address") from None
+    if addr.is_loopback or addr.is_multicast or addr.is_unspecified or \
+            addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise InvalidInput(f"--source {bind}: not a usable unicast client address")
+    for net, what in lab_addresses(plan, service_ips):
+        if addr in ipaddress.IPv4Network(net, strict=False) and str(addr) != plan.external.ip:
+            raise InvalidInput(f"--source {bind} is {what} in lab \"{plan.name}\"",
+                               hint="pick an address the lab does not use (e.g. from "
+                                    "203.0.113.0/24)")
+    return str(addr)
+
+
 def probe(ex: Executor, plan: LabPlan, source: Source, dst: str, port: int, proto: str, *,
           count: int = 10, timeout: float = 0.5, bind: str | None = None,
-          via: str | None = None) -> Observation:
-    if not 1 <= count <= 10_000:
-        raise InvalidInput("--count must be 1-10000")
-    if source.kind == "external":
-        route_external(ex, plan, dst, via)
-        if bind and bind != plan.external.ip:
-            # An extra client address (e.g. inside / outside a loadBalancerSourceRanges).
-            ex.run(Command(("ip", "-n", plan.external.netns, "addr", "replace",
-                            f"{bind}/32", "dev", "lo"), "an extra outside client address"))
-    elif bind:
+          via: str | None = None, service_ips: Iterable[str] = ()) -> Observation:
+    validate_probe_args(count, timeout)
+    added: str | None = None
+    if bind and source.kind != "external":
         raise InvalidInput("--source applies to --from external only")
-    argv = [sys.executable, AGENT, "probe", "--dst", dst, "--port", str(port),
-            "--proto", proto, "--count", str(count), "--timeout", str(timeout)]
     if bind:
-        argv += ["--bind", bind]
-    proc = ex.in_netns(source.netns, *argv, why="the probe client",
-                       timeout=count * (timeout + 1.0) + 15)
+        bind = check_bind(plan, bind, service_ips)
+    try:
+        if source.kind == "external":
+            route_external(ex, plan, dst, via)
+            if bind and bind != plan.external.ip:
+                # An extra client address (e.g. inside / outside a
+                # loadBalancerSourceRanges), removed again below whatever happens.
+                ex.run(Command(("ip", "-n", plan.external.netns, "addr", "replace",
+                                f"{bind}/32", "dev", "lo"), "an extra outside client address"))
+                added = bind
+        argv = [sys.executable, AGENT, "probe", "--dst", dst, "--port", str(port),
+                "--proto", proto, "--count", str(count), "--timeout", str(timeout)]
+        if bind:
+            argv += ["--bind", bind]
+        proc = ex.in_netns(source.netns, *argv, why="the probe client",
+                           timeout=count * (timeout + 1.0) + 15)
+    finally:
+        if added is not None:
+            ex.run(Command(("ip", "-n", plan.external.netns, "addr", "del", f"{added}/32",
+                            "dev", "lo"), "remove the extra outside client address"),
+                   check=False)
     try:
         data = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -109,8 +109,11 @@ class Lab:
     def probe(self, source: str, target: str, *, count: int = 10, timeout: float = 0.5,
               bind: str | None = None, via: str | None = None) -> Observation:
         dst, port, proto = parse_target(target)
+        service_ips = sorted({sp.cluster_ip for st in self.states.values()
+                              for sp in st.service_ports if sp.cluster_ip})
         return probe(self.executor, self.plan, parse_source(self.plan, source), dst, port,
-                     proto, count=count, timeout=timeout, bind=bind, via=via)
+                     proto, count=count, timeout=timeout, bind=bind, via=via,
+                     service_ips=service_ips)
 
     def predict(self, source: str, target: str, *, bind: str | None = None,
                 via: str | None = None) -> tuple[str, Packet, TraceResult]:

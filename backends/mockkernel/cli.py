@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -351,7 +352,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
         kernel, mode = _kernel_from_cluster(args, family), args.mode
     result = kernel.trace(packet, entry=args.entry, mode=mode)
     if args.output == "json":
-        print(result.dumps())
+        data = result.to_json()
+        if kernel.warnings:
+            # Only when there are some: without warnings the documented
+            # `TraceResult.to_json()` contract is printed unchanged.
+            data["warnings"] = list(kernel.warnings)
+        print(json.dumps(data, indent=2))
     else:
         origin, iif = kernel.entry_of(src, args.entry)
         where = {"pod": f"a pod on this node (in via {iif})", "local": "this node itself",

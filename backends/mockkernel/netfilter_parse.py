@@ -860,8 +860,26 @@ def _nat_range(ctx: _Ctx, opt: str, text: str) -> dict[str, Any]:
     return {"ips": ips, "ports": port_range}
 
 
+#: Targets the kernel allows at some hooks only (``.hooks`` of their xt_target: the
+#: table's chains -- and the user chains reached from them -- must be among these).
+#: nf_nat's DNAT/REDIRECT: NF_INET_PRE_ROUTING|LOCAL_OUT; SNAT: POST_ROUTING|LOCAL_IN;
+#: MASQUERADE: POST_ROUTING. Elsewhere the kernel refuses the rule (iptables-nft:
+#: "RULE_APPEND failed (Invalid argument)").
+TARGET_HOOKS: dict[str, frozenset[str]] = {
+    "DNAT": frozenset({"PREROUTING", "OUTPUT"}),
+    "REDIRECT": frozenset({"PREROUTING", "OUTPUT"}),
+    "SNAT": frozenset({"POSTROUTING", "INPUT"}),
+    "MASQUERADE": frozenset({"POSTROUTING"}),
+}
+
+#: Protocols whose ports a NAT target may rewrite (libxt_DNAT/MASQUERADE/REDIRECT refuse a
+#: port specification without one of them; the check does not look at ``!``).
+_PORT_PROTOS = frozenset({"tcp", "udp", "sctp", "dccp"})
+_NEED_PORT_PROTO = "Need TCP, UDP, SCTP or DCCP with port specification"
+
+
 def _build_target(ctx: _Ctx, name: str, goto: bool, opts: list[_Opt],
-                  table: str) -> Target:
+                  table: str, proto: str | None = None) -> Target:
     t = Target(name, goto=goto)
     o = t.options
     if goto:
@@ -907,6 +925,20 @@ def _build_target(ctx: _Ctx, name: str, goto: bool, opts: list[_Opt],
             if not ctx.lenient:
                 raise ctx.unsupported(f"unsupported option of target {name}", opt)
             t.unknown = opt
+    if name == "DROP" and table == "nat":
+        # libiptc/iptables refuses it before the kernel sees it (iptables >= 1.8).
+        raise ctx.error('The "nat" table is not intended for filtering, the use of DROP is '
+                        "therefore inhibited.", "-j DROP")
+    if name == "REJECT" and table != "filter":
+        # xt_REJECT is registered for the filter table only (.table = "filter").
+        raise ctx.error(f"target REJECT is only valid in the filter table; the kernel refuses "
+                        f"it in {table} (RULE_APPEND failed (Invalid argument))", "-j REJECT")
+    if proto not in _PORT_PROTOS:
+        if name in ("MASQUERADE", "REDIRECT") and "ports" in o:
+            raise ctx.error(_NEED_PORT_PROTO, "--to-ports")
+        if name in ("DNAT", "SNAT") and any(r["ports"] for r in o.get("ranges", ())):
+            raise ctx.error(_NEED_PORT_PROTO,
+                            "--to-destination" if name == "DNAT" else "--to-source")
     if name in ("DNAT", "SNAT") and "ranges" not in o:
         raise ctx.error(f"{name} needs --to-{'destination' if name == 'DNAT' else 'source'}",
                         "-j " + name)
@@ -1079,12 +1111,22 @@ def _parse_rule(ctx: _Ctx, tokens: list[str], table: str, chain_names: set[str])
         if goto or tname not in _KNOWN_TARGETS:
             # A chain jump. Whether the chain exists (here or, under --noflush, from an
             # earlier load) is checked by the loader, which refuses unknown targets.
-            if topts:
+            if topts and not goto and tname not in chain_names and \
+                    tname.isupper() and "-" not in tname:
+                # Options after -j X: X is a target extension (a chain jump takes none),
+                # one the kernel model does not implement (TPROXY --on-port ...).
+                if not ctx.lenient:
+                    raise ctx.unsupported(f"unsupported target {tname}", "-j " + tname)
+                ctx.warnings.append(f"{ctx.source or 'rules'}:{ctx.line}: unsupported target "
+                                    f"'-j {tname}'")
+                tgt = Target(tname, unknown="-j " + tname)
+            elif topts:
                 raise ctx.error(f"jump to chain {tname} takes no options", topts[0][1])
-            tgt = Target(tname, goto=goto, options={"chain": True})
+            else:
+                tgt = Target(tname, goto=goto, options={"chain": True})
         else:
             try:
-                tgt = _build_target(ctx, tname, goto, topts, table)
+                tgt = _build_target(ctx, tname, goto, topts, table, proto)
             except RuleParseError:
                 raise
             except ValueError as e:
@@ -1245,7 +1287,53 @@ def _finish_table(table: ParsedTable, pending: list[tuple[int, str, list[str]]],
                 m.unknown for m in rule.matches) and rule.target.unknown is None:
             shapes[shape] = True  # type: ignore[index]
         chain.rules.append(rule)
+    _check_target_hooks(table, source)
 
+
+def _check_target_hooks(table: ParsedTable, source: str | None) -> None:
+    """Refuse hook-restricted targets (``TARGET_HOOKS``) in chains reached from other hooks,
+    as the kernel does when the rule is added (user chains: every built-in chain that jumps
+    or goes to them, directly or not). Only the chains of this input are followed: under
+    ``--noflush``, jumps from chains kept from an earlier load are not seen."""
+    if not any(rule_target(r)[0] in TARGET_HOOKS for c in table.chains.values()
+               for r in c.rules):
+        return
+    builtin = BUILTIN_CHAINS[table.name]
+    # chain -> {hook: the line of the first jump on the way from it}
+    reach: dict[str, dict[str, int | None]] = {b: {b: None} for b in builtin if b in table.chains}
+    work = list(reach)
+    while work:
+        cname = work.pop()
+        for r in table.chains[cname].rules:
+            tname, is_chain = rule_target(r)
+            if not is_chain or tname not in table.chains or tname in builtin:
+                continue
+            hooks = reach.setdefault(tname, {})
+            grew = False
+            for hook, via in reach[cname].items():
+                if hook not in hooks:
+                    hooks[hook] = via if via is not None else r.line
+                    grew = True
+            if grew:
+                work.append(tname)
+    for cname, chain in table.chains.items():
+        for r in chain.rules:
+            tname, _is_chain = rule_target(r)
+            allowed = TARGET_HOOKS.get(tname or "")
+            if allowed is None:
+                continue
+            for hook, via in sorted(reach.get(cname, {}).items()):
+                if hook in allowed:
+                    continue
+                where = ("" if via is None else
+                         f"; chain {cname} is reached from {hook} (the jump on line {via})")
+                raise RuleParseError(
+                    f"target {tname} is only valid in the {table.name} "
+                    f"{'/'.join(sorted(allowed))} chain{'s' if len(allowed) > 1 else ''} and "
+                    f"user chains reached only from there, not in {hook}{where}; the kernel refuses it (RULE_APPEND failed "
+                    "(Invalid argument))",
+                    line=r.line, text=getattr(r, "full", None) or f"-A {cname} {r.text}",
+                    option="-j " + str(tname), source=source)
 
 def _target_of(tokens: list[str]) -> tuple[str | None, bool]:
     for i in range(len(tokens) - 1, 1, -1):

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from backends.mockkernel.engine import ACCEPT, DROP, ONE, REJECT, Branch, PacketState
+from backends.mockkernel.engine import ACCEPT, DROP, ONE, REJECT, Branch, PacketState, Verdict
 from backends.mockkernel.nft_parse import (
     PROTO_NAMES,
     Command,
@@ -160,9 +160,12 @@ class NftRuleset:
 
     # ------------------------------------------------------------------ applying
 
-    def run(self, text: str, *, source: str | None = None, check: bool = False) -> None:
-        """``nft -f`` (``check=True``: ``nft -c -f``, validate only)."""
-        cmds = parse_nft(text, source=source)
+    def run(self, text: str, *, source: str | None = None, check: bool = False,
+            lenient: bool = False, warnings: list[str] | None = None) -> None:
+        """``nft -f`` (``check=True``: ``nft -c -f``, validate only). ``lenient``: rules
+        with expressions the model does not implement load (warnings appended to
+        ``warnings``) and give a packet that reaches them an UNKNOWN outcome."""
+        cmds = parse_nft(text, source=source, lenient=lenient, warnings=warnings)
         work = copy.deepcopy(self.tables)
         for cmd in cmds:
             self._apply(work, cmd, source)
@@ -544,6 +547,9 @@ class NftChainProgram:
         for p, st, res in self._run(w, ch, state, _ONE, 0):
             if res == "FALL":
                 res = "drop" if ch.policy == "drop" else "accept"
+            if res.startswith("UNKNOWN:"):
+                out.append((p, st, Verdict("UNKNOWN", reason=res[len("UNKNOWN:"):])))
+                continue
             out.append((p, st, _VERDICT[res]))
         return out
 
@@ -630,6 +636,10 @@ class NftChainProgram:
                            "=": val}[op] & 0xFFFFFFFF
             elif kind == "counter":
                 pass
+            elif kind == "unknown":
+                # Lenient mode: the parser could not read the rule from here on.
+                st.rules.append(f"{w.prefix} {chain.name} {rule.text}")
+                return [(p, st, "UNKNOWN:" + e[1])]
             elif kind == "update":
                 s = w.table.sets.get(e[1])
                 if s is None:
@@ -767,6 +777,7 @@ def _sync_programs(kernel: Any, rs: NftRuleset) -> None:
 def nft_apply(kernel: Any, text: str, *, source: str | None = None, check: bool = False) -> None:
     """``nft -f`` against the mock kernel: apply atomically, then (re)attach base chains."""
     rs = nft_state(kernel)
-    rs.run(text, source=source, check=check)
+    rs.run(text, source=source, check=check, lenient=bool(getattr(kernel, "lenient", False)),
+           warnings=getattr(kernel, "warnings", None))
     if not check:
         _sync_programs(kernel, rs)

@@ -126,10 +126,16 @@ class Command:
 class _Ctx:
     """Where we are, for error messages."""
 
-    def __init__(self, source: str | None, line: int, text: str) -> None:
+    def __init__(self, source: str | None, line: int, text: str, *, lenient: bool = False,
+                 warnings: list[str] | None = None) -> None:
         self.source = source
         self.line = line
         self.text = text
+        #: Lenient mode: a rule expression the model does not implement becomes an
+        #: ``("unknown", option)`` expression (an UNKNOWN outcome when a packet reaches it)
+        #: and a line in ``warnings``, instead of UnsupportedRule.
+        self.lenient = lenient
+        self.warnings = warnings if warnings is not None else []
 
     def err(self, msg: str, option: str | None = None) -> RuleParseError:
         return RuleParseError(msg, line=self.line, text=self.text.strip(), option=option,
@@ -398,6 +404,25 @@ def parse_rule(tokens: list[str], ctx: _Ctx, text: str | None = None) -> NftRule
     text = text.strip() if text else " ".join(tokens)
     exprs: list[tuple[Any, ...]] = []
     comment: str | None = None
+    try:
+        comment = _parse_exprs(tokens, ctx, exprs)
+    except UnsupportedRule as e:
+        if not ctx.lenient:
+            raise
+        # The expressions before the unsupported one still decide whether a packet gets
+        # that far (nft evaluates a rule's expressions in order); one that does meets an
+        # expression the model cannot evaluate: UNKNOWN.
+        option = e.option or "?"
+        exprs.append(("unknown", option))
+        ctx.warnings.append(f"{ctx.source or 'rules'}:{ctx.line}: {e.message} "
+                            f"(option {option!r}); a packet reaching this rule gets an "
+                            "UNKNOWN outcome")
+    return NftRule(text=text, exprs=tuple(exprs), comment=comment, line=ctx.line)
+
+
+def _parse_exprs(tokens: list[str], ctx: _Ctx, exprs: list[tuple[Any, ...]]) -> str | None:
+    """Append the rule's expressions to ``exprs``; returns its comment."""
+    comment: str | None = None
     n = len(tokens)
     i = 0
     while i < n:
@@ -657,7 +682,7 @@ def parse_rule(tokens: list[str], ctx: _Ctx, text: str | None = None) -> NftRule
             exprs.append(("update", name, items[1][0]))
             continue
         raise ctx.unsupported(f"unsupported expression starting at {t!r}", t)
-    return NftRule(text=text, exprs=tuple(exprs), comment=comment, line=ctx.line)
+    return comment
 
 
 def _nat_target(tok: str, ctx: _Ctx) -> tuple[str, int | None]:
@@ -815,8 +840,13 @@ def _command(tokens: list[str], ctx: _Ctx) -> list[Command]:
     return [Command(**base, name=name, body=parse_rule(rest, ctx, m.group(1) if m else None))]
 
 
-def parse_nft(text: str, *, source: str | None = None) -> list[Command]:
-    """Parse ``nft -f`` input (command form) or ``nft list ruleset`` output (block form)."""
+def parse_nft(text: str, *, source: str | None = None, lenient: bool = False,
+              warnings: list[str] | None = None) -> list[Command]:
+    """Parse ``nft -f`` input (command form) or ``nft list ruleset`` output (block form).
+
+    ``lenient``: a rule expression the model does not implement is kept as an
+    ``("unknown", option)`` expression and reported in ``warnings``."""
+    warn = warnings if warnings is not None else []
     lines = text.split("\n")
     out: list[Command] = []
     i = 0
@@ -827,10 +857,11 @@ def parse_nft(text: str, *, source: str | None = None) -> list[Command]:
         i += 1
         if not stripped or stripped.startswith("#"):
             continue
-        ctx = _Ctx(source, lineno, raw)
+        ctx = _Ctx(source, lineno, raw, lenient=lenient, warnings=warn)
         tokens = tokenize(stripped)
         if tokens[0] == "table":
-            i = _parse_block_table(lines, i - 1, tokens, source, out)
+            i = _parse_block_table(lines, i - 1, tokens, source, out, lenient=lenient,
+                                   warnings=warn)
             continue
         # A command may span lines while braces are open (e.g. a long element list).
         depth = stripped.count("{") - stripped.count("}")
@@ -838,22 +869,133 @@ def parse_nft(text: str, *, source: str | None = None) -> list[Command]:
             raw += "\n" + lines[i]
             depth += lines[i].count("{") - lines[i].count("}")
             i += 1
-        ctx = _Ctx(source, lineno, raw)
+        ctx = _Ctx(source, lineno, raw, lenient=lenient, warnings=warn)
         tokens = tokenize(raw.replace("\n", " "))
         out.extend(_command(tokens, ctx))
     return out
 
 
+@attrs.frozen
+class _Tok:
+    text: str
+    line: int  # 1-based
+    start: int
+    end: int
+
+
+_NL = "\n"
+
+
+class _Stream:
+    """Statements of nft's block syntax: ``;``- or newline-separated, ``{ }`` blocks
+    nested (``table {``, ``chain {``, ``set {``), newlines inside an expression's braces
+    (``elements = { ... }`` over several lines) part of the statement. Lines are read as
+    they are needed; a newline marker closes every line (a newline ends a statement, as
+    ``;`` does); whole-line ``#`` comments are skipped."""
+
+    def __init__(self, lines: list[str], start: int, source: str | None, *,
+                 lenient: bool = False, warnings: list[str] | None = None) -> None:
+        self.lenient = lenient
+        self.warnings = warnings if warnings is not None else []
+        self.lines = lines
+        self.next_line = start
+        self.toks: list[_Tok] = []
+        self.pos = 0
+        self.source = source
+
+    def ctx(self, tok: _Tok) -> _Ctx:
+        return _Ctx(self.source, tok.line, self.lines[tok.line - 1], lenient=self.lenient,
+                    warnings=self.warnings)
+
+    def peek(self) -> _Tok | None:
+        while self.pos >= len(self.toks):
+            if self.next_line >= len(self.lines):
+                return None
+            k = self.next_line
+            self.next_line += 1
+            raw = self.lines[k]
+            if raw.strip().startswith("#"):
+                continue
+            self.toks += [_Tok(m.group(0), k + 1, m.start(), m.end())
+                          for m in _TOKEN.finditer(raw)]
+            self.toks.append(_Tok(_NL, k + 1, len(raw), len(raw)))
+        return self.toks[self.pos]
+
+    def skip_separators(self) -> None:
+        while (t := self.peek()) is not None and t.text in (";", _NL):
+            self.pos += 1
+
+    def expect_separator(self, after: _Tok) -> None:
+        """nft wants ``;`` or a newline after a block's closing brace."""
+        t = self.peek()
+        if t is not None and t.text not in (";", _NL):
+            raise self.ctx(t).err(f"syntax error, unexpected {t.text!r} after the '}}' on "
+                                  f"column {after.start + 1}, expecting newline or semicolon",
+                                  t.text)
+
+    def statement(self) -> list[_Tok]:
+        """Tokens up to ``;``/newline at depth 0 (consumed) or the block's ``}`` (kept);
+        a block opener (``KW NAME {``) ends the statement with its ``{`` consumed."""
+        out: list[_Tok] = []
+        depth = 0
+        while (t := self.peek()) is not None:
+            if depth == 0 and t.text in (";", _NL):
+                self.pos += 1
+                return out
+            if depth == 0 and t.text == "}":
+                if out and not (out[0].text == "elements" and out[-1].text == "}"):
+                    # `chain c { tcp dport 1 drop }`: nft -f refuses it too (only a set's
+                    # `elements = { ... }` may end its block without a separator).
+                    raise self.ctx(t).err("syntax error, unexpected '}', expecting newline "
+                                          "or semicolon", "}")
+                return out
+            self.pos += 1
+            if t.text == _NL:
+                continue
+            if t.text == "{":
+                if depth == 0 and _opens_block(out):
+                    out.append(t)
+                    return out
+                depth += 1
+            elif t.text == "}":
+                depth -= 1
+            out.append(t)
+        return out
+
+    def text(self, stmt: list[_Tok]) -> str:
+        """The statement as written (rule paths show it)."""
+        parts: list[str] = []
+        k = 0
+        while k < len(stmt):
+            first = stmt[k]
+            while k + 1 < len(stmt) and stmt[k + 1].line == first.line:
+                k += 1
+            parts.append(self.lines[first.line - 1][first.start:stmt[k].end])
+            k += 1
+        return " ".join(parts)
+
+
+def _opens_block(head: list[_Tok]) -> bool:
+    words = [t.text for t in head]
+    return (len(words) == 2 and words[0] in ("chain", "set", "map")) or (
+        words[:1] == ["table"] and len(words) in (2, 3))
+
+
 def _parse_block_table(lines: list[str], start: int, head: list[str], source: str | None,
-                       out: list[Command]) -> int:
-    """``table F NAME { ... }`` as ``nft list ruleset`` prints it; returns the next line."""
-    ctx = _Ctx(source, start + 1, lines[start])
-    if len(head) != 4 or head[3] != "{":
-        if len(head) == 3 and head[2] == "{":
-            head = ["table", "ip", head[1], "{"]
-        else:
-            raise ctx.err("expected 'table FAMILY NAME {'")
-    family, table = head[1], head[2]
+                       out: list[Command], *, lenient: bool = False,
+                       warnings: list[str] | None = None) -> int:
+    """``table F NAME { ... }`` as ``nft list ruleset`` prints it (or written on fewer
+    lines with ``;`` separators, as ``nft -f`` accepts); returns the next line index."""
+    st = _Stream(lines, start, source, lenient=lenient, warnings=warnings)
+    first = st.statement()
+    ctx = st.ctx(first[0]) if first else _Ctx(source, start + 1, lines[start])
+    words = [t.text for t in first]
+    if len(words) == 4 and words[3] == "{":
+        family, table = words[1], words[2]
+    elif len(words) == 3 and words[2] == "{":
+        family, table = "ip", words[1]
+    else:
+        raise ctx.err("expected 'table FAMILY NAME {'")
     if family not in FAMILIES:
         raise ctx.unsupported(f"family {family!r}", family)
     out.append(Command("add", "table", family, table, line=start + 1, text=lines[start]))
@@ -862,81 +1004,91 @@ def _parse_block_table(lines: list[str], start: int, head: list[str], source: st
     # listing loads back whatever order it prints objects in.
     final = out
     out = []
-    i = start + 1
-    while i < len(lines):
-        raw = lines[i]
-        s = raw.strip()
-        lineno = i + 1
-        i += 1
-        if not s or s.startswith("#"):
-            continue
-        ctx = _Ctx(source, lineno, raw)
-        toks = tokenize(s)
-        if toks == ["}"]:
+    while True:
+        st.skip_separators()
+        tok = st.peek()
+        if tok is None:
+            raise ctx.err(f"unterminated table {table}")
+        if tok.text == "}":
+            st.pos += 1
             order = {"table": 0, "chain": 1, "set": 2, "map": 2, "element": 3, "rule": 4}
             final.extend(sorted(out, key=lambda c: order[c.obj]))
-            return i
+            # `table a { ... }; table b { ... }` on one line: the rest of the line is read
+            # again by the caller, at its own columns (positions in errors stay right).
+            st.expect_separator(tok)
+            while (rest := st.peek()) is not None and rest.line == tok.line and \
+                    rest.text == ";":
+                st.pos += 1
+            if rest is not None and rest.line == tok.line and rest.text != _NL:
+                raw_line = lines[tok.line - 1]
+                lines[tok.line - 1] = " " * rest.start + raw_line[rest.start:]
+                return tok.line - 1
+            return tok.line
+        stmt = st.statement()
+        sctx = st.ctx(stmt[0])
+        toks = [t.text for t in stmt]
+        raw = lines[stmt[0].line - 1]
         if toks[0] == "comment" and len(toks) == 2:
             out.append(Command("add", "table", family, table, body=_unquote(toks[1]),
-                               line=lineno, text=raw))
+                               line=stmt[0].line, text=raw))
             continue
         if toks[0] == "flags":
-            raise ctx.unsupported("table flags", "flags")
+            raise sctx.unsupported("table flags", "flags")
         if toks[0] in ("chain", "set", "map") and len(toks) == 3 and toks[2] == "{":
             kind, name = toks[0], toks[1]
-            body: list[tuple[int, str]] = []
-            while i < len(lines):
-                s2 = lines[i].strip()
-                i += 1
-                if s2 == "}":
+            body: list[list[_Tok]] = []
+            while True:
+                st.skip_separators()
+                t = st.peek()
+                if t is None:
+                    raise sctx.err(f"unterminated {kind} {name}")
+                if t.text == "}":
+                    st.pos += 1
+                    st.expect_separator(t)
                     break
-                if s2:
-                    body.append((i, lines[i - 1]))
-            else:
-                raise ctx.err(f"unterminated {kind} {name}")
+                inner = st.statement()
+                if inner and inner[-1].text == "{" and _opens_block(inner[:-1]):
+                    raise st.ctx(inner[0]).err(f"unexpected {inner[0].text!r} inside "
+                                               f"{kind} {name}")
+                if inner:
+                    body.append(inner)
             if kind == "chain":
-                _block_chain(family, table, name, body, source, out, lineno, raw)
+                _block_chain(family, table, name, body, st, out, stmt[0].line, raw)
             else:
-                _block_set(family, table, kind, name, body, source, out, lineno, raw)
+                _block_set(family, table, kind, name, body, st, out, stmt[0].line, raw)
             continue
-        raise ctx.unsupported(f"unexpected {toks[0]!r} in table block", toks[0])
-    raise ctx.err(f"unterminated table {table}")
+        raise sctx.unsupported(f"unexpected {toks[0]!r} in table block", toks[0])
 
 
-def _block_chain(family: str, table: str, name: str, body: list[tuple[int, str]],
-                 source: str | None, out: list[Command], lineno: int, raw: str) -> None:
+def _block_chain(family: str, table: str, name: str, body: list[list[_Tok]], st: _Stream,
+                 out: list[Command], lineno: int, raw: str) -> None:
     decl_items: list[str] = []
     rules: list[Command] = []
-    for ln, text in body:
-        ctx = _Ctx(source, ln, text)
-        toks = tokenize(text.strip())
+    for stmt in body:
+        ctx = st.ctx(stmt[0])
+        toks = [t.text for t in stmt]
         if toks[0] == "type" or toks[0] == "policy":
-            decl_items += toks
-            if decl_items[-1] != ";":
-                decl_items.append(";")
+            decl_items += [*toks, ";"]
             continue
         if toks[0] == "comment" and len(toks) == 2:
             decl_items += [*toks, ";"]
             continue
+        text = st.text(stmt)
         rules.append(Command("add", "rule", family, table, name, parse_rule(toks, ctx, text),
-                             ln, text))
-    ctx = _Ctx(source, lineno, raw)
+                             stmt[0].line, st.lines[stmt[0].line - 1]))
+    ctx = _Ctx(st.source, lineno, raw)
     decl = _chain_decl(decl_items, ctx) if decl_items else None
     out.append(Command("add", "chain", family, table, name, decl, lineno, raw))
     out.extend(rules)
 
 
-def _block_set(family: str, table: str, kind: str, name: str, body: list[tuple[int, str]],
-               source: str | None, out: list[Command], lineno: int, raw: str) -> None:
-    # Join the block into one declaration: "elements = { ... }" may span lines.
+def _block_set(family: str, table: str, kind: str, name: str, body: list[list[_Tok]],
+               st: _Stream, out: list[Command], lineno: int, raw: str) -> None:
     items: list[str] = []
-    for _ln, text in body:
-        toks = tokenize(text.strip())
-        items += toks
-        depth = sum(1 for t in items if t == "{") - sum(1 for t in items if t == "}")
-        if depth == 0 and items and items[-1] != ";":
-            items.append(";")
-    ctx = _Ctx(source, lineno, raw)
+    for stmt in body:
+        items += [t.text for t in stmt]
+        items.append(";")
+    ctx = _Ctx(st.source, lineno, raw)
     decl, elems = _set_decl(items, ctx, kind == "map")
     out.append(Command("add", kind, family, table, name, decl, lineno, raw))
     if elems:

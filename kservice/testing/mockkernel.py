@@ -53,8 +53,12 @@ def _rule(draw: st.DrawFn, *, n_ips: int, n_chains: int) -> str:
     if draw(st.booleans()):
         parts.append(f"-m statistic --mode random --probability {draw(st.sampled_from(('0.5000000000', '0.3333333333', '0.2500000000')))}")
     target = draw(st.one_of(
-        st.sampled_from(("-j DROP", "-j REJECT", "-j RETURN", "-j ACCEPT",
-                         f"-j DNAT --to-destination 10.244.9.{draw(st.integers(1, 9))}:80")),
+        # Only what iptables-restore accepts in the nat table: no DROP (refused by
+        # iptables >= 1.8) or REJECT (xt_REJECT is filter-only), and no DNAT port without
+        # -p tcp|udp|sctp (the "noproto" rules have none).
+        st.sampled_from(("-j MARK --or-mark 0x8000", "-j RETURN", "-j ACCEPT",
+                         f"-j DNAT --to-destination 10.244.9.{draw(st.integers(1, 9))}"
+                         + (":80" if kind != "noproto" else ""))),
         st.integers(0, n_chains - 1).map(lambda i: f"-j KUBE-SUB-{i}"),
     ))
     return " ".join([*parts, target])
@@ -73,7 +77,7 @@ def nat_service_tables(draw: st.DrawFn, *, max_rules: int = 60, n_ips: int = 6
     for i in range(n_chains):
         # Sub-chains never jump back (no loops): a mark, then maybe a verdict or DNAT.
         lines.append(f"-A KUBE-SUB-{i} -j MARK --or-mark 0x{1 << i:x}")
-        lines.append(f"-A KUBE-SUB-{i} -m mark --mark 0x1/0x1 -j DNAT --to-destination 10.244.8.{i + 1}:80")
+        lines.append(f"-A KUBE-SUB-{i} -m mark --mark 0x1/0x1 -j DNAT --to-destination 10.244.8.{i + 1}")
     lines.append("COMMIT")
     packets = draw(st.lists(
         st.builds(lambda i, p, port: Packet("203.0.113.7", _ip(i), port, proto=p),
