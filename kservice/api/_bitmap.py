@@ -9,6 +9,10 @@ the upper band, scanning forward and wrapping *within* that band; only when the 
 band is full, a random start in the lower band, wrapping within it. With ``offset == 0``
 this is the plain ``randomScanStrategy`` over the whole range.
 
+:class:`BandedRange` is what both allocators do around the bitmap once a value (an IP, a
+port) is mapped to an index: pick the next free one, release, test, list, count. Each
+allocator keeps its own value <-> index mapping, band offset formula and error texts.
+
 Storage is a ``bytearray`` (one byte per index, so the forward scan is a C-speed
 ``find``) up to :data:`DENSE_LIMIT` entries and a ``set`` beyond that (ServiceCIDRs may be
 as large as an IPv6 /64).
@@ -17,8 +21,13 @@ as large as an IPv6 /64).
 from __future__ import annotations
 
 import random
+from typing import Generic, TypeVar
 
-__all__ = ["DENSE_LIMIT", "BandedBitmap"]
+from kservice.errors import RangeFull
+
+__all__ = ["DENSE_LIMIT", "BandedBitmap", "BandedRange"]
+
+V = TypeVar("V")
 
 #: Largest range kept as a dense bytearray (16 MiB).
 DENSE_LIMIT = 1 << 24
@@ -101,3 +110,65 @@ class BandedBitmap:
             return None
         self.set(at)
         return at
+
+
+class BandedRange(Generic[V]):
+    """An allocator of values ``V`` kept in a :class:`BandedBitmap` (``self._bits``).
+
+    Subclasses set ``_bits`` and provide :meth:`_index` (``None`` when the value is outside
+    the range), :meth:`_value` and :attr:`_range_name` (the range errors carry).
+    """
+
+    _bits: BandedBitmap
+
+    def _index(self, value: V) -> int | None:
+        raise NotImplementedError
+
+    def _value(self, index: int) -> V:
+        raise NotImplementedError
+
+    @property
+    def _range_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def rng(self) -> random.Random:
+        return self._bits.rng
+
+    @rng.setter
+    def rng(self, value: random.Random) -> None:
+        self._bits.rng = value
+
+    @property
+    def size(self) -> int:
+        """Number of allocatable values."""
+        return self._bits.size
+
+    @property
+    def used_count(self) -> int:
+        return self._bits.count
+
+    @property
+    def free_count(self) -> int:
+        return self._bits.size - self._bits.count
+
+    def allocate_next(self) -> V:
+        """A free value: upper band first (random start), lower band only when it is full."""
+        i = self._bits.next_free()
+        if i is None:
+            raise RangeFull(range=self._range_name)
+        return self._value(i)
+
+    def release(self, value: V) -> None:
+        """Free ``value``; releasing an unallocated or out-of-range value is a no-op."""
+        i = self._index(value)
+        if i is not None:
+            self._bits.clear(i)
+
+    def has(self, value: V) -> bool:
+        i = self._index(value)
+        return i is not None and self._bits.has(i)
+
+    def used(self) -> list[V]:
+        """Allocated values in order."""
+        return [self._value(i) for i in self._bits.used()]

@@ -21,9 +21,9 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from kservice.api._bitmap import BandedBitmap
+from kservice.api._bitmap import BandedBitmap, BandedRange
 from kservice.api._names import parse_cidr_sloppy, parse_ip_sloppy
-from kservice.errors import AllocationError, AlreadyAllocated, NotInRange, RangeFull
+from kservice.errors import AllocationError, AlreadyAllocated, NotInRange
 
 __all__ = [
     "IPRangeAllocator",
@@ -64,7 +64,7 @@ def calculate_range_offset(cidr: str) -> int:
     return min(max(16, size // 16), 256)
 
 
-class IPRangeAllocator:
+class IPRangeAllocator(BandedRange[str]):
     """One CIDR's ClusterIPs: ``allocate(ip)``, ``allocate_next()``, ``release(ip)``, ``has(ip)``.
 
     ``kind="bitmap"`` is the legacy ``--service-cluster-ip-range`` allocator;
@@ -104,25 +104,8 @@ class IPRangeAllocator:
 
     # ------------------------------------------------------------------ properties
     @property
-    def rng(self) -> random.Random:
-        return self._bits.rng
-
-    @rng.setter
-    def rng(self, value: random.Random) -> None:
-        self._bits.rng = value
-
-    @property
-    def size(self) -> int:
-        """Number of allocatable addresses."""
-        return self._bits.size
-
-    @property
-    def used_count(self) -> int:
-        return self._bits.count
-
-    @property
-    def free_count(self) -> int:
-        return self._bits.size - self._bits.count
+    def _range_name(self) -> str:
+        return self.cidr
 
     @property
     def first(self) -> str:
@@ -145,7 +128,7 @@ class IPRangeAllocator:
         i = int(parsed) - self._base
         return i if 0 <= i < self.size else None
 
-    def _ip(self, index: int) -> str:
+    def _value(self, index: int) -> str:
         return str(ipaddress.ip_address(self._base + index))
 
     def allocate(self, ip: str) -> None:
@@ -160,27 +143,6 @@ class IPRangeAllocator:
                 range=self.cidr)
         if not self._bits.set(i):
             raise AlreadyAllocated("IP", range=self.cidr)
-
-    def allocate_next(self) -> str:
-        """A free address: upper band first (random start), lower band only when it is full."""
-        i = self._bits.next_free()
-        if i is None:
-            raise RangeFull(range=self.cidr)
-        return self._ip(i)
-
-    def release(self, ip: str) -> None:
-        """Free ``ip``; releasing an unallocated or out-of-range IP is a no-op."""
-        i = self._index(ip)
-        if i is not None:
-            self._bits.clear(i)
-
-    def has(self, ip: str) -> bool:
-        i = self._index(ip)
-        return i is not None and self._bits.has(i)
-
-    def used(self) -> list[str]:
-        """Allocated addresses in address order."""
-        return [self._ip(i) for i in self._bits.used()]
 
     def __repr__(self) -> str:
         return (f"IPRangeAllocator({self.cidr!r}, kind={self.kind!r}, "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from kservice.api._bitmap import BandedBitmap
-from kservice.errors import AlreadyAllocated, NotInRange, RangeFull
+from kservice.api._bitmap import BandedBitmap, BandedRange
+from kservice.errors import AlreadyAllocated, NotInRange
 
 __all__ = ["PortAllocator", "calculate_port_range_offset"]
 
@@ -24,7 +24,7 @@ def calculate_port_range_offset(size: int) -> int:
     return min(max(16, size // 32), 128)
 
 
-class PortAllocator:
+class PortAllocator(BandedRange[int]):
     """NodePorts ``base .. base+size-1``."""
 
     def __init__(self, base: int, size: int, *, rng: random.Random | None = None) -> None:
@@ -39,29 +39,19 @@ class PortAllocator:
         return cls(first, last - first + 1, rng=rng)
 
     @property
-    def rng(self) -> random.Random:
-        return self._bits.rng
-
-    @rng.setter
-    def rng(self, value: random.Random) -> None:
-        self._bits.rng = value
-
-    @property
-    def size(self) -> int:
-        return self._bits.size
-
-    @property
     def range_text(self) -> str:
         """``PortRange.String()``: ``30000-32767``."""
         return f"{self.base}-{self.base + self.size - 1}" if self.size else ""
 
     @property
-    def used_count(self) -> int:
-        return self._bits.count
+    def _range_name(self) -> str:
+        return self.range_text
 
-    @property
-    def free_count(self) -> int:
-        return self._bits.size - self._bits.count
+    def _index(self, port: int) -> int | None:
+        return port - self.base if self.contains(port) else None
+
+    def _value(self, index: int) -> int:
+        return self.base + index
 
     def contains(self, port: int) -> bool:
         return self.base <= port < self.base + self.size
@@ -74,22 +64,6 @@ class PortAllocator:
                 range=self.range_text)
         if not self._bits.set(port - self.base):
             raise AlreadyAllocated("port", range=self.range_text)
-
-    def allocate_next(self) -> int:
-        i = self._bits.next_free()
-        if i is None:
-            raise RangeFull(range=self.range_text)
-        return self.base + i
-
-    def release(self, port: int) -> None:
-        if self.contains(port):
-            self._bits.clear(port - self.base)
-
-    def has(self, port: int) -> bool:
-        return self.contains(port) and self._bits.has(port - self.base)
-
-    def used(self) -> list[int]:
-        return [self.base + i for i in self._bits.used()]
 
     def __repr__(self) -> str:
         return f"PortAllocator({self.range_text!r}, used={self.used_count}/{self.size})"

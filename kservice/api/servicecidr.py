@@ -47,12 +47,12 @@ from kservice.errors import (
     AlreadyExists,
     FieldError,
     GoLiteral,
-    InvalidInput,
     InvalidObject,
     RangeFull,
 )
 from kservice.models import ObjectMeta
 from kservice.models._reader import Reader
+from kservice.models._toplevel import TopLevelObject, read_metadata
 
 if TYPE_CHECKING:
     from kservice.cluster import Cluster, Event
@@ -109,11 +109,13 @@ class ServiceCIDRCondition:
 
 
 @attrs.frozen
-class ServiceCIDR:
+class ServiceCIDR(TopLevelObject):
     """``networking.k8s.io/v1`` ServiceCIDR (cluster-scoped)."""
 
     api_version = "networking.k8s.io/v1"
     kind = "ServiceCIDR"
+    read_versions = _API_VERSIONS
+    version_hint = 'ServiceCIDRs are apiVersion "networking.k8s.io/v1"'
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     cidrs: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
@@ -121,45 +123,25 @@ class ServiceCIDR:
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> ServiceCIDR:
-        r = Reader(data, path, "ServiceCIDR")
-        api_version = r.str("apiVersion")
-        kind = r.str("kind")
-        if kind not in (None, "ServiceCIDR"):
-            raise InvalidInput(f'expected kind "ServiceCIDR", got "{kind}"', path="kind")
-        if api_version not in (None, *_API_VERSIONS):
-            raise InvalidInput(
-                f'no matches for kind "ServiceCIDR" in version "{api_version}"',
-                path="apiVersion", hint='ServiceCIDRs are apiVersion "networking.k8s.io/v1"')
-
         def spec(rr: Reader) -> tuple[str, ...]:
             return tuple(rr.str_list("cidrs") or ())
 
         def status(rr: Reader) -> tuple[ServiceCIDRCondition, ...]:
             return tuple(rr.objs("conditions", ServiceCIDRCondition.from_reader) or ())
 
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+        return cls._read(data, path, lambda r: cls(
+            metadata=read_metadata(r),
             cidrs=r.obj("spec", spec) or (),
             conditions=r.obj("status", status) or (),
-        )
-        r.finish()
-        return out
+        ))
 
     def to_manifest(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "metadata": self.metadata.to_manifest(),
+        return {
+            **self._head(),
             "spec": {"cidrs": list(self.cidrs)} if self.cidrs else {},
+            "status": ({"conditions": [c.to_manifest() for c in self.conditions]}
+                       if self.conditions else {}),
         }
-        out["status"] = (
-            {"conditions": [c.to_manifest() for c in self.conditions]} if self.conditions else {}
-        )
-        return out
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 def default_service_cidr(cluster: Cluster) -> ServiceCIDR:

@@ -29,6 +29,7 @@ allocators kept in ``cluster.extensions``.
 from __future__ import annotations
 
 import random
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -172,6 +173,18 @@ class _Txn:
                 self.state.ip[fam].release(ip)
         for port in self.release_ports:
             self.state.node_ports.release(port)
+
+    def __enter__(self) -> _Txn:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # Any failure (an invalid object, a full range, even KeyboardInterrupt) gives back
+        # what this request allocated; only success applies the deferred releases.
+        if exc_type is None:
+            self.commit()
+        else:
+            self.revert()
 
 
 # --------------------------------------------------------------------------- pure steps
@@ -503,8 +516,7 @@ class ServiceStrategy:
         state.reseed(cluster.resource_version)
         svc = default_service(obj)
         svc = normalize_cluster_ips(svc, None)
-        txn = _Txn(state)
-        try:
+        with _Txn(state) as txn:
             svc = init_ip_family_fields(svc, None, state.families)
             svc = _alloc_cluster_ips(svc, txn)
             if needs_node_port(svc):
@@ -516,10 +528,6 @@ class ServiceStrategy:
             errs = validate_service(svc)
             if errs:
                 raise InvalidObject("Service", svc.metadata.name, errs)
-        except BaseException:
-            txn.revert()
-            raise
-        txn.commit()
         return svc
 
     def update(self, cluster: Cluster, old: Service, new: Service) -> Service:
@@ -533,8 +541,7 @@ class ServiceStrategy:
         svc = default_service(new)
         svc = patch_allocated_values(svc, old)
         svc = normalize_cluster_ips(svc, old)
-        txn = _Txn(state)
-        try:
+        with _Txn(state) as txn:
             svc = init_ip_family_fields(svc, old, state.families)
             svc = _update_cluster_ips(svc, old, txn)
             svc = _update_node_ports(svc, old, txn)
@@ -543,10 +550,6 @@ class ServiceStrategy:
             errs = validate_service_update(svc, old)
             if errs:
                 raise InvalidObject("Service", svc.metadata.name, errs)
-        except BaseException:
-            txn.revert()
-            raise
-        txn.commit()
         return svc
 
     def update_status(self, cluster: Cluster, old: Service, new: Service) -> Service:

@@ -20,9 +20,9 @@ from typing import Any
 import attrs
 
 from kservice._frozen import to_tuple
-from kservice.errors import InvalidInput
 from kservice.models import LoadBalancerIngress
 from kservice.models._reader import Reader
+from kservice.models._toplevel import TopLevelObject, no_matches, read_kind, read_metadata
 from kservice.models.meta import ObjectMeta
 
 __all__ = [
@@ -46,11 +46,9 @@ LEGACY_API_VERSIONS = ("extensions/v1beta1", "networking.k8s.io/v1beta1")
 API_VERSION = "networking.k8s.io/v1"
 
 
-def _check_header(r: Reader, kind: str, *, legacy: bool) -> str:
-    api_version = r.str("apiVersion") or API_VERSION
-    k = r.str("kind")
-    if k not in (None, kind):
-        raise InvalidInput(f'expected kind "{kind}", got "{k}"', path="kind")
+def _check_ingress_header(r: Reader, kind: str, *, legacy: bool) -> str:
+    # An absent or empty apiVersion reads as v1; a beta one gets its removal explained.
+    api_version = read_kind(r, kind) or API_VERSION
     allowed = (API_VERSION, *LEGACY_API_VERSIONS) if legacy else (API_VERSION,)
     if api_version not in allowed:
         hint = f'{kind} is apiVersion "{API_VERSION}"'
@@ -58,8 +56,7 @@ def _check_header(r: Reader, kind: str, *, legacy: bool) -> str:
             hint += (f"; {api_version} was removed in Kubernetes v1.22 -- rewrite it as v1 "
                      "(spec.backend -> spec.defaultBackend, serviceName/servicePort -> "
                      "service.name/service.port, pathType is required)")
-        raise InvalidInput(f'no matches for kind "{kind}" in version "{api_version}"',
-                           path="apiVersion", hint=hint)
+        raise no_matches(kind, api_version, hint)
     return api_version
 
 
@@ -266,7 +263,7 @@ class IngressSpec:
 
 
 @attrs.frozen
-class Ingress:
+class Ingress(TopLevelObject):
     """A networking.k8s.io/v1 Ingress."""
 
     api_version = API_VERSION
@@ -281,8 +278,10 @@ class Ingress:
     def from_manifest(cls, data: object, path: str = "", *, allow_legacy: bool = False
                       ) -> Ingress:
         """Read a v1 manifest strictly; with ``allow_legacy``, convert a v1beta1 one."""
-        r = Reader(data, path, "Ingress")
-        api_version = _check_header(r, "Ingress", legacy=allow_legacy)
+        # Not TopLevelObject._read: which versions are accepted depends on ``allow_legacy``,
+        # and the body is read differently for a legacy version.
+        r = Reader(data, path, cls.kind)
+        api_version = _check_ingress_header(r, cls.kind, legacy=allow_legacy)
         legacy = api_version in LEGACY_API_VERSIONS
 
         def status(rr: Reader) -> tuple[LoadBalancerIngress, ...]:
@@ -291,7 +290,7 @@ class Ingress:
             return rr.obj("loadBalancer", lb) or ()
 
         out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+            metadata=read_metadata(r),
             spec=r.obj("spec", lambda x: IngressSpec.from_reader(x, legacy=legacy))
             or IngressSpec(),
             load_balancer=r.obj("status", status) or (),
@@ -303,9 +302,7 @@ class Ingress:
         lb: dict[str, Any] = {}
         if self.load_balancer:
             lb["ingress"] = [i.to_manifest() for i in self.load_balancer]
-        return {"apiVersion": API_VERSION, "kind": "Ingress",
-                "metadata": self.metadata.to_manifest(), "spec": self.spec.to_manifest(),
-                "status": {"loadBalancer": lb}}
+        return {**self._head(), "spec": self.spec.to_manifest(), "status": {"loadBalancer": lb}}
 
     def to_legacy_manifest(self, api_version: str = "networking.k8s.io/v1beta1"
                            ) -> dict[str, Any]:
@@ -315,14 +312,6 @@ class Ingress:
         return {"apiVersion": api_version, "kind": "Ingress",
                 "metadata": self.metadata.to_manifest(),
                 "spec": self.spec.to_manifest(legacy=True)}
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
 
 
 def ingress_from_legacy(data: object, path: str = "") -> Ingress:
@@ -358,7 +347,7 @@ class IngressClassParameters:
 
 
 @attrs.frozen
-class IngressClass:
+class IngressClass(TopLevelObject):
     """A networking.k8s.io/v1 IngressClass (cluster-scoped)."""
 
     api_version = API_VERSION
@@ -371,19 +360,20 @@ class IngressClass:
     parameters: IngressClassParameters | None = None
 
     @classmethod
-    def from_manifest(cls, data: object, path: str = "") -> IngressClass:
-        r = Reader(data, path, "IngressClass")
-        _check_header(r, "IngressClass", legacy=False)
+    def _check_header(cls, r: Reader) -> str | None:
+        return _check_ingress_header(r, cls.kind, legacy=False)
 
+    @classmethod
+    def from_manifest(cls, data: object, path: str = "") -> IngressClass:
         def spec(rr: Reader) -> tuple[str, IngressClassParameters | None]:
             return (rr.str("controller") or "",
                     rr.obj("parameters", IngressClassParameters.from_reader))
 
-        controller, params = r.obj("spec", spec) or ("", None)
-        out = cls(metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
-                  controller=controller, parameters=params)
-        r.finish()
-        return out
+        def body(r: Reader) -> IngressClass:
+            controller, params = r.obj("spec", spec) or ("", None)
+            return cls(metadata=read_metadata(r), controller=controller, parameters=params)
+
+        return cls._read(data, path, body)
 
     def to_manifest(self) -> dict[str, Any]:
         spec: dict[str, Any] = {}
@@ -391,12 +381,7 @@ class IngressClass:
             spec["controller"] = self.controller
         if self.parameters is not None:
             spec["parameters"] = self.parameters.to_manifest()
-        return {"apiVersion": API_VERSION, "kind": "IngressClass",
-                "metadata": self.metadata.to_manifest(), "spec": spec}
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
+        return {**self._head(), "spec": spec}
 
     @property
     def is_default(self) -> bool:

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 
 from kservice._frozen import FrozenDict, freeze, to_tuple
-from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
+from kservice.models._toplevel import TopLevelObject, read_metadata
 from kservice.models.meta import ObjectMeta
 
 __all__ = [
@@ -38,19 +38,6 @@ _EMPTY: FrozenDict[str, str] = FrozenDict()
 
 def _freeze(value: Any) -> FrozenDict[str, str]:
     return _EMPTY if not value else freeze(value)
-
-
-def _check_type(r: Reader, kind: str, api_versions: tuple[str, ...]) -> None:
-    api_version = r.str("apiVersion")
-    k = r.str("kind")
-    if k not in (None, kind):
-        raise InvalidInput(f'expected kind "{kind}", got "{k}"', path="kind")
-    if api_version not in (None, *api_versions):
-        raise InvalidInput(
-            f'no matches for kind "{kind}" in version "{api_version}"',
-            path="apiVersion",
-            hint=f'{kind} is apiVersion "{api_versions[0]}"',
-        )
 
 
 @attrs.frozen
@@ -198,7 +185,7 @@ class EndpointPort:
 
 
 @attrs.frozen
-class EndpointSlice:
+class EndpointSlice(TopLevelObject):
     """discovery.k8s.io/v1 EndpointSlice."""
 
     api_version = "discovery.k8s.io/v1"
@@ -211,16 +198,12 @@ class EndpointSlice:
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> EndpointSlice:
-        r = Reader(data, path, "EndpointSlice")
-        _check_type(r, "EndpointSlice", ("discovery.k8s.io/v1",))
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+        return cls._read(data, path, lambda r: cls(
+            metadata=read_metadata(r),
             address_type=r.str("addressType") or "",
             endpoints=r.objs("endpoints", SliceEndpoint.from_reader) or (),
             ports=r.objs("ports", EndpointPort.from_reader) or (),
-        )
-        r.finish()
-        return out
+        ))
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -232,14 +215,6 @@ class EndpointSlice:
             "metadata": self.metadata.to_manifest(),
             "ports": [p.to_manifest() for p in self.ports] or None,
         }
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
 
     @property
     def service_name(self) -> str | None:
@@ -324,7 +299,7 @@ class EndpointSubset:
 
 
 @attrs.frozen
-class Endpoints:
+class Endpoints(TopLevelObject):
     """Legacy v1 Endpoints (deprecated since 1.33, still maintained by the controller)."""
 
     api_version = "v1"
@@ -335,27 +310,13 @@ class Endpoints:
 
     @classmethod
     def from_manifest(cls, data: object, path: str = "") -> Endpoints:
-        r = Reader(data, path, "Endpoints")
-        _check_type(r, "Endpoints", ("v1",))
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+        return cls._read(data, path, lambda r: cls(
+            metadata=read_metadata(r),
             subsets=r.objs("subsets", EndpointSubset.from_reader) or (),
-        )
-        r.finish()
-        return out
+        ))
 
     def to_manifest(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"apiVersion": "v1", "kind": "Endpoints",
-                               "metadata": self.metadata.to_manifest()}
+        out = self._head()
         if self.subsets:
             out["subsets"] = [s.to_manifest() for s in self.subsets]
         return out
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-

@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from kservice._frozen import FrozenDict, to_tuple
-from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
+from kservice.models._toplevel import SpecStatusObject
 from kservice.models.meta import ObjectMeta
 
 __all__ = [
@@ -268,55 +268,18 @@ class ServiceStatus:
 
 
 @attrs.frozen
-class Service:
+class Service(SpecStatusObject):
     """A v1 Service. ``metadata.namespace`` is ``""`` until the store defaults it."""
 
     api_version = "v1"
     kind = "Service"
+    version_hint = 'Services are apiVersion "v1"'
+    spec_type = ServiceSpec
+    status_type = ServiceStatus
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     spec: ServiceSpec = attrs.field(factory=ServiceSpec)
     status: ServiceStatus = attrs.field(factory=ServiceStatus)
-
-    @classmethod
-    def from_manifest(cls, data: object, path: str = "") -> Service:
-        """Read a decoded manifest (``apiVersion: v1, kind: Service``), strictly."""
-        r = Reader(data, path, "Service")
-        api_version = r.str("apiVersion")
-        kind = r.str("kind")
-        if kind not in (None, "Service"):
-            raise InvalidInput(f'expected kind "Service", got "{kind}"', path="kind")
-        if api_version not in (None, "v1"):
-            raise InvalidInput(
-                f'no matches for kind "Service" in version "{api_version}"',
-                path="apiVersion",
-                hint='Services are apiVersion "v1"',
-            )
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
-            spec=r.obj("spec", ServiceSpec.from_reader) or ServiceSpec(),
-            status=r.obj("status", ServiceStatus.from_reader) or ServiceStatus(),
-        )
-        r.finish()
-        return out
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self.metadata.to_manifest(),
-            "spec": self.spec.to_manifest(),
-            "status": self.status.to_manifest(),
-        }
-
-    # Convenience accessors used all over the code base.
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
 
     @property
     def is_headless(self) -> bool:

@@ -11,13 +11,14 @@ still an :class:`~kservice.errors.InvalidInput` naming the field path.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
 from kservice._frozen import FrozenDict, freeze, to_tuple
 from kservice.errors import InvalidInput
 from kservice.models._reader import Reader
+from kservice.models._toplevel import SpecStatusObject, TopLevelObject, read_metadata
 from kservice.models.meta import ObjectMeta
 
 __all__ = [
@@ -84,19 +85,6 @@ def _freeze_str_map(value: Mapping[str, str] | None) -> FrozenDict[str, str]:
     return freeze(value)
 
 
-def _check_type(r: Reader, kind: str, api_versions: tuple[str, ...]) -> None:
-    api_version = r.str("apiVersion")
-    k = r.str("kind")
-    if k not in (None, kind):
-        raise InvalidInput(f'expected kind "{kind}", got "{k}"', path="kind")
-    if api_version not in (None, *api_versions):
-        raise InvalidInput(
-            f'no matches for kind "{kind}" in version "{api_version}"',
-            path="apiVersion",
-            hint=f'{kind} is apiVersion "{api_versions[0]}"',
-        )
-
-
 def _merge(typed: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = {**thaw(extra), **typed}
     return {k: out[k] for k in sorted(out)}
@@ -158,39 +146,17 @@ class NodeStatus:
 
 
 @attrs.frozen
-class Node:
+class Node(SpecStatusObject):
     """A v1 Node (cluster-scoped)."""
 
     api_version = "v1"
     kind = "Node"
+    spec_type = NodeSpec
+    status_type = NodeStatus
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     spec: NodeSpec = attrs.field(factory=NodeSpec)
     status: NodeStatus = attrs.field(factory=NodeStatus)
-
-    @classmethod
-    def from_manifest(cls, data: object, path: str = "") -> Node:
-        r = Reader(data, path, "Node")
-        _check_type(r, "Node", ("v1",))
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
-            spec=r.obj("spec", NodeSpec.from_reader) or NodeSpec(),
-            status=r.obj("status", NodeStatus.from_reader) or NodeStatus(),
-        )
-        r.finish()
-        return out
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Node", "metadata": self.metadata.to_manifest(),
-                "spec": self.spec.to_manifest(), "status": self.status.to_manifest()}
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def labels(self) -> FrozenDict[str, str]:
-        return self.metadata.labels
 
     @property
     def pod_cidrs(self) -> tuple[str, ...]:
@@ -379,43 +345,17 @@ class PodStatus:
 
 
 @attrs.frozen
-class Pod:
+class Pod(SpecStatusObject):
     """A v1 Pod."""
 
     api_version = "v1"
     kind = "Pod"
+    spec_type = PodSpec
+    status_type = PodStatus
 
     metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
     spec: PodSpec = attrs.field(factory=PodSpec)
     status: PodStatus = attrs.field(factory=PodStatus)
-
-    @classmethod
-    def from_manifest(cls, data: object, path: str = "") -> Pod:
-        r = Reader(data, path, "Pod")
-        _check_type(r, "Pod", ("v1",))
-        out = cls(
-            metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
-            spec=r.obj("spec", PodSpec.from_reader) or PodSpec(),
-            status=r.obj("status", PodStatus.from_reader) or PodStatus(),
-        )
-        r.finish()
-        return out
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": self.metadata.to_manifest(),
-                "spec": self.spec.to_manifest(), "status": self.status.to_manifest()}
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def labels(self) -> FrozenDict[str, str]:
-        return self.metadata.labels
 
     @property
     def is_ready(self) -> bool:
@@ -505,7 +445,7 @@ class PodTemplate:
 
     @classmethod
     def from_reader(cls, r: Reader) -> PodTemplate:
-        return cls(metadata=r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta(),
+        return cls(metadata=read_metadata(r),
                    spec=r.obj("spec", PodSpec.from_reader) or PodSpec())
 
     def to_manifest(self) -> dict[str, Any]:
@@ -546,38 +486,35 @@ class WorkloadSpec:
         return _merge(typed, self.extra)
 
 
-class _Workload:
-    """apps/v1 workload plumbing shared by the four kinds (attrs subclasses below)."""
+@attrs.frozen
+class _Workload(TopLevelObject):
+    """apps/v1 workload fields and plumbing shared by the four kinds (subclasses below)."""
 
     api_version = "apps/v1"
     kind = ""
-    metadata: ObjectMeta
-    spec: WorkloadSpec
-    status: FrozenDict[str, Any]
+
+    metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
+    spec: WorkloadSpec = attrs.field(factory=WorkloadSpec)
+    #: Kept opaquely (deep-frozen) and written back unchanged.
+    status: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
     @classmethod
-    def from_manifest(cls, data: object, path: str = "") -> Any:
-        r = Reader(data, path, cls.kind)
-        _check_type(r, cls.kind, ("apps/v1",))
-        meta = r.obj("metadata", ObjectMeta.from_reader) or ObjectMeta()
-        spec = r.obj("spec", lambda rr: WorkloadSpec.from_reader(rr, kind=cls.kind))
-        status = r.raw("status")
-        r.finish()
-        return cls(metadata=meta, spec=spec or WorkloadSpec(),  # type: ignore[call-arg]
-                   status=_extra(status if isinstance(status, Mapping) else None))
+    def from_manifest(cls, data: object, path: str = "") -> Self:
+        """Read a decoded manifest strictly; ``status`` is kept opaquely."""
+        def spec(r: Reader) -> WorkloadSpec:
+            return WorkloadSpec.from_reader(r, kind=cls.kind)
+
+        def status(value: object) -> FrozenDict[str, Any]:
+            return _extra(value if isinstance(value, Mapping) else None)
+
+        return cls._read(data, path, lambda r: cls(
+            metadata=read_metadata(r),
+            spec=r.obj("spec", spec) or WorkloadSpec(),
+            status=status(r.raw("status"))))
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"apiVersion": "apps/v1", "kind": self.kind,
-                "metadata": self.metadata.to_manifest(),
-                "spec": self.spec.to_manifest(self.kind), "status": thaw(self.status)}
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
+        return {**self._head(), "spec": self.spec.to_manifest(self.kind),
+                "status": thaw(self.status)}
 
     @property
     def replicas(self) -> int:
@@ -589,9 +526,6 @@ class Deployment(_Workload):
     """apps/v1 Deployment: owns ReplicaSets (one per pod-template hash)."""
 
     kind = "Deployment"
-    metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    spec: WorkloadSpec = attrs.field(factory=WorkloadSpec)
-    status: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
 
 @attrs.frozen
@@ -599,9 +533,6 @@ class ReplicaSet(_Workload):
     """apps/v1 ReplicaSet: owns ``replicas`` interchangeable pods."""
 
     kind = "ReplicaSet"
-    metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    spec: WorkloadSpec = attrs.field(factory=WorkloadSpec)
-    status: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
 
 @attrs.frozen
@@ -609,9 +540,6 @@ class StatefulSet(_Workload):
     """apps/v1 StatefulSet: pods ``<name>-0..N-1`` with hostname and subdomain."""
 
     kind = "StatefulSet"
-    metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    spec: WorkloadSpec = attrs.field(factory=WorkloadSpec)
-    status: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
 
 
 @attrs.frozen
@@ -619,6 +547,3 @@ class DaemonSet(_Workload):
     """apps/v1 DaemonSet: one pod per eligible node."""
 
     kind = "DaemonSet"
-    metadata: ObjectMeta = attrs.field(factory=ObjectMeta)
-    spec: WorkloadSpec = attrs.field(factory=WorkloadSpec)
-    status: FrozenDict[str, Any] = attrs.field(default=EMPTY, converter=_extra)
