@@ -190,5 +190,5 @@ def test_kservice_demo_command(tmp_path: Path) -> None:
 def test_missing_examples_directory_is_a_clear_error(tmp_path: Path) -> None:
     from kservice.errors import InvalidInput
 
-    with pytest.raises(InvalidInput, match="examples directory .* not found"):
+    with pytest.raises(InvalidInput, match=r"examples directory .* not found"):
         run(io.StringIO().write, examples=tmp_path / "nope")

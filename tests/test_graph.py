@@ -385,3 +385,31 @@ def test_graphviz_emit_writes_dot_and_images() -> None:
     buf = io.BytesIO()
     emit("digraph g { a -> b; }\n", "svg", buf)
     assert b"<svg" in buf.getvalue()
+
+
+def test_trace_cli_draws_the_packet_path(tmp_path: Path,
+                                         capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from kservice.cli import main
+    from kservice.cli.state import open_session
+
+    state = str(tmp_path / "state.db")
+    assert main(["--state", state, "apply", "-f", str(EXAMPLES)]) == 0
+    with open_session(state, write=False) as c:
+        node_ip = _node_ip(c)
+    capsysbinary.readouterr()
+    for mode in ("iptables", "nftables"):
+        argv = ["--state", state, "trace", "--mode", mode, "--node", NODE, "--src", CLIENT,
+                "--dst", f"{node_ip}:30080"]
+        assert main([*argv, "-o", "json"]) == 0
+        result = json.loads(capsysbinary.readouterr().out)
+        assert main([*argv, "-o", "dot"]) == 0
+        dot = capsysbinary.readouterr().out.decode()
+        nodes, edges = _nodes(dot), _edges(dot)
+        assert "hook PREROUTING" in nodes and "hook POSTROUTING" in nodes
+        delivered = sorted(o["delivered_to"] for o in result["outcomes"])
+        ends = sorted(n.split()[1] for n in nodes if n.startswith("end "))
+        assert ends == delivered
+        assert len([1 for _a, _b, at in edges if 'label="DNAT"' in at]) == len(delivered)
+    if shutil.which("dot"):
+        assert main([*argv, "-o", "svg"]) == 0
+        assert b"<svg" in capsysbinary.readouterr().out

@@ -148,8 +148,16 @@ class RenderContext:
         nodeport_ips: tuple[str, ...] | None = None
         if not match_all:
             found: list[str] = []
-            for _ifname, addr in state.node.interfaces:
-                ip = parse_ip_sloppy(addr.partition("/")[0])
+            # GetNodeIPs reads every interface address of the host. NodeInfo.interfaces may
+            # be empty (a state built from the Node object, which lists none): the node's
+            # own IPs are interface addresses on any real host, and lo always holds
+            # 127.0.0.1 and ::1, so both are candidates too (lo first, as the kernel lists it).
+            candidates = [addr.partition("/")[0] for _ifname, addr in state.node.interfaces]
+            if not any(name == "lo" for name, _ in state.node.interfaces):
+                candidates[:0] = ["127.0.0.1", "::1"]
+            candidates += list(state.node.ips)
+            for text in candidates:
+                ip = parse_ip_sloppy(text)
                 if ip is None or (ip.version == 6) != v6:
                     continue
                 if any(ip in n for n in cidrs) and str(ip) not in found:

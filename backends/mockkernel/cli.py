@@ -10,7 +10,8 @@ Two ways to get the node's rules:
   described by ``--node-ip``/``--pod-cidr``/``--iface``/``--route``.
 
 ``-o json`` prints exactly ``TraceResult.to_json()``; the text form is a table of outcomes,
-each with its rule path.
+each with its rule path; ``-o dot|svg|png`` draws the path (hooks, chains, rules hit, NAT
+rewrites, where each outcome ends) with :mod:`kservice.graph` and ``backends.graphviz``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
     p.add_argument("--entry", choices=("pod", "local", "external"),
                    help="where the packet enters (default: follows from --src)")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json", "dot", "svg", "png"),
+                   default="text",
+                   help="text (a table), json (TraceResult.to_json()), or a picture of the "
+                        "packet's path: dot (Graphviz source), svg or png (need Graphviz `dot`)")
     p.add_argument("--lenient", action="store_true",
                    help="load rules the mock kernel does not implement; packets reaching them "
                         "get an UNKNOWN outcome")
@@ -351,6 +355,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         kernel, mode = _kernel_from_cluster(args, family), args.mode
     result = kernel.trace(packet, entry=args.entry, mode=mode)
+    if args.output in ("dot", "svg", "png"):
+        return _picture(result, args, kernel.warnings)
     if args.output == "json":
         data = result.to_json()
         if kernel.warnings:
@@ -363,6 +369,20 @@ def cmd_trace(args: argparse.Namespace) -> int:
         where = {"pod": f"a pod on this node (in via {iif})", "local": "this node itself",
                  "external": f"outside the node (in via {iif})"}[origin]
         print(format_text(result, warnings=kernel.warnings, entry=where), end="")
+    return 0
+
+
+def _picture(result: TraceResult, args: argparse.Namespace, warnings: list[str]) -> int:
+    """``-o dot|svg|png``: the packet's path drawn by :func:`kservice.graph.trace_to_dot`."""
+    from backends.graphviz import emit
+    from kservice.graph import nft_base_chains, trace_to_dot
+
+    # nftables chain names do not say which hook a base chain is on; a ruleset file does
+    # (kube-proxy's own names do too, which is what the graph falls back to).
+    bases = nft_base_chains(_read(args.nft, "--nft")) if args.nft and args.nft != "-" else None
+    emit(trace_to_dot(result, base_chains=bases), args.output)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
