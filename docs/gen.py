@@ -212,7 +212,12 @@ def _describe(modname: str, name: str, obj: Any) -> list[str]:
                           + (f"  # bases: {', '.join(bases)}" if bases else ""), "python"))
         out.append(_doc(obj.__doc__) or "*(no docstring)*")
         methods = []
-        for mname, member in sorted(vars(obj).items()):
+        # Inherited members count too (models share their readers through base classes).
+        members: dict[str, Any] = {}
+        for klass in reversed(obj.__mro__):
+            if klass is not object:
+                members.update(vars(klass))
+        for mname, member in sorted(members.items()):
             if mname.startswith("_"):
                 continue
             func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member

@@ -12,7 +12,9 @@ UDP and TCP and metrics on 9153). Optional components add their defaults through
 
 from __future__ import annotations
 
+import datetime
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -104,9 +106,18 @@ def default_services(config: ClusterConfig) -> list[dict[str, Any]]:
 DEFAULT_SERVICES = default_services(DEFAULT_CLUSTER_CONFIG)
 
 
-def new_cluster(config: ClusterConfig | None = None, *, seed_defaults: bool = True) -> Cluster:
-    """A cluster with every installed kind registered and, by default, kubeadm's objects."""
-    cluster = Cluster(config or DEFAULT_CLUSTER_CONFIG)
+def new_cluster(
+    config: ClusterConfig | None = None,
+    *,
+    seed_defaults: bool = True,
+    clock: Callable[[], datetime.datetime] | None = None,
+) -> Cluster:
+    """A cluster with every installed kind registered and, by default, kubeadm's objects.
+
+    ``clock`` replaces the wall clock for timestamps (a fixed one makes output reproducible).
+    """
+    cluster = Cluster(config or DEFAULT_CLUSTER_CONFIG) if clock is None else Cluster(
+        config or DEFAULT_CLUSTER_CONFIG, clock=clock)
     _install_service_api(cluster)
     components = [m for m in (_optional(n) for n in OPTIONAL_COMPONENTS) if m is not None]
     for mod in components:

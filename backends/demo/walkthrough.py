@@ -80,21 +80,9 @@ class DemoFacts:
 
 def demo_cluster() -> Cluster:
     """A fresh embedded cluster whose clock stands still at :data:`DEMO_TIME`."""
-    # new_cluster() stamps objects with the wall clock; the demo needs a fixed one, so the
-    # same steps are run with the clock set first (kubeadm's defaults, then components').
-    from kservice.embedded import OPTIONAL_COMPONENTS, _optional, default_services, new_cluster
+    from kservice.embedded import new_cluster
 
-    cluster = new_cluster(DEFAULT_CLUSTER_CONFIG, seed_defaults=False)
-    cluster.clock = lambda: DEMO_TIME
-    components = [m for m in (_optional(n) for n in OPTIONAL_COMPONENTS) if m is not None]
-    with cluster.transaction():
-        for manifest in default_services(cluster.config):
-            cluster.create(cluster.decode(manifest))
-        for mod in components:
-            seed = getattr(mod, "seed_default", None)
-            if seed is not None:
-                seed(cluster)
-    return cluster
+    return new_cluster(DEFAULT_CLUSTER_CONFIG, clock=lambda: DEMO_TIME)
 
 
 def load_examples(cluster: Cluster, examples: Path | None = None) -> list[str]:
