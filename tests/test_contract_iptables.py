@@ -182,3 +182,22 @@ def test_nodeport_addresses_cidr_on_a_node_without_an_interface_list() -> None:
         pkt = Packet("192.0.2.9", "172.18.0.2", 30080)
         assert trace("iptables", state, pkt).distribution() == {
             ("ACCEPT", "10.244.2.7:8080", "172.18.0.2"): Fraction(1)}, npa
+
+
+def test_localhost_nodeports_kept_by_a_loopback_cidr_in_node_port_addresses() -> None:
+    """lo holds 127.0.0.1 on every host: with nodePortAddresses [127.0.0.0/8, <node net>]
+    localhost NodePorts stay on (iptables) -- in the reference and the backend alike, also
+    on a node whose NodeInfo lists no interfaces."""
+    sp = service_port("ns", "web", "10.96.0.10", 80, node_port=30080,
+                      endpoints=[endpoint("10.244.2.7", 8080)])
+    cfg = KubeProxyConfiguration(cluster_cidr="10.244.0.0/16",
+                                 node_port_addresses=("127.0.0.0/8", "172.18.0.0/16"))
+    state = state_of(sp, config=cfg)
+    pkt = Packet("127.0.0.1", "127.0.0.1", 30080)
+    want = {("ACCEPT", "10.244.2.7:8080", "172.18.0.2"): Fraction(1)}
+    assert expected_trace(state, pkt).distribution() == want
+    assert trace("iptables", state, pkt).distribution() == want
+    # Without the loopback CIDR, 127.0.0.1 is no NodePort address.
+    state = state_of(sp, config=attrs.evolve(cfg, node_port_addresses=("172.18.0.0/16",)))
+    assert _unchanged(pkt, expected_trace(state, pkt))
+    assert _unchanged(pkt, trace("iptables", state, pkt))
