@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -64,12 +63,10 @@ MODES: dict[str, tuple[Callable[[], Any],
     "nftables": (NFTablesBackend, nftables_divergence),
 }
 CLIENT = "192.0.2.9"
-#: Modes whose kernel state (conntrack / affinity) survives a sync in kservice today. IPVS
-#: does not: ``IPVSBackend.load`` clears the mock IPVS table (its persistence templates with
-#: it) and restores it on every sync, where kube-proxy reconciles only what changed and
-#: gracefully drains removed TCP destinations (weight 0 until their connections end) -- see
-#: ``test_ipvs_sync_keeps_persistence_and_connections`` (strict xfail until fixed).
-STATEFUL_MODES = ("iptables", "nftables")
+#: Modes whose kernel state (conntrack / affinity) survives a sync. IPVS reconciles its table
+#: on a later sync (``IPVS.sync_to``) the way kube-proxy does, keeping persistence templates
+#: and connections -- see ``test_ipvs_sync_keeps_persistence_and_connections``.
+STATEFUL_MODES = ("iptables", "nftables", "ipvs")
 #: Opens the TCP flows; never used by probes (with ClientIP affinity its sends would make
 #: the probes sticky).
 FLOW_CLIENT = "192.0.2.50"
@@ -362,8 +359,6 @@ TestClusterDataplane.settings = settings(
     settings(), max_examples=max(3, settings().max_examples // 2), stateful_step_count=20)
 
 
-@pytest.mark.xfail(strict=True, reason="IPVSBackend.load clears the mock IPVS table on every "
-                   "sync, losing the persistence templates; kube-proxy reconciles")
 def test_ipvs_sync_keeps_persistence_and_connections() -> None:
     """What kube-proxy's IPVS reconcile guarantees: a sync that only adds a destination
     leaves existing persistence templates and connections alone."""

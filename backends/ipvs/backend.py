@@ -104,10 +104,13 @@ class IPVSBackend:
         kernel.ipsets = store
 
         ipvs = getattr(kernel, "ipvs", None)
-        if not isinstance(ipvs, IPVS):
+        if isinstance(ipvs, IPVS):
+            # A later sync on the same kernel: change only what differs, as kube-proxy's
+            # reconciliation does, so persistence templates and connections survive.
+            ipvs.sync_to(sections["save"], source="ipvsadm -Sn section")
+        else:
             ipvs = IPVS(getattr(kernel, "clock", None))
-        ipvs.clear()
-        ipvs.restore(sections["save"], source="ipvsadm -Sn section")
+            ipvs.restore(sections["save"], source="ipvsadm -Sn section")
         kernel.ipvs = ipvs
         try:
             kernel.unregister(ipvs.name)

@@ -339,6 +339,37 @@ class IPVS:
             except BackendError as exc:
                 raise RuleParseError(str(exc), line=lineno, text=raw, source=source) from exc
 
+    def sync_to(self, text: str, source: str = "ipvsadm -Sn") -> None:
+        """Reach the table in ``text`` (``-Sn`` form) by changing only what differs.
+
+        What kube-proxy's reconciliation does through netlink: virtual servers and
+        destinations that stay keep their state -- persistence templates, connections, the
+        scheduler's cursor -- so ClientIP affinity survives a sync (a wipe and reload would
+        forget it).
+        """
+        want = IPVS(self.clock)
+        want.restore(text, source=source)
+        for key in [k for k in self.services if k not in want.services]:
+            self.delete_service(key)
+        for key, target in want.services.items():
+            if key not in self.services:
+                self.add_service(target.vs)
+            elif self.services[key].vs != target.vs:
+                self.edit_service(target.vs)
+            svc = self.services[key]
+            wanted = {d.key: d for d in target.dests}
+            for d in list(svc.dests):
+                if d.key not in wanted:
+                    self.delete_dest(key, d.key)
+            # Add in reverse so the kernel's head insertion ends in the saved order.
+            for d in reversed(target.dests):
+                have = svc.dest(d.key)
+                rs = RealServer(d.address, d.port, d.weight)
+                if have is None:
+                    self.add_dest(key, rs, d.fwd)
+                elif (have.weight, have.fwd) != (d.weight, d.fwd):
+                    self.edit_dest(key, rs, d.fwd)
+
     def _snapshot(self) -> tuple[dict[str, VirtualServer], dict[str, list[RealServer]]]:
         services = {k: s.vs for k, s in self.services.items()}
         dests = {k: [RealServer(d.address, d.port, d.weight) for d in s.dests]
