@@ -37,6 +37,7 @@ from kservice.trace import Packet
 from tests import test_contract_iptables, test_contract_nftables
 from tests.test_contract_iptables import close, iptables_divergence
 from tests.test_contract_nftables import nftables_divergence
+from tests.test_ipvs_agreement import ipvs_divergence
 
 Mutation = Callable[[str], str]
 
@@ -64,6 +65,19 @@ def _swap_first_two_probabilities(text: str) -> str:
     return "\n".join(lines)
 
 
+def _drop_first_real_server(text: str) -> str:
+    """In ``ipvsadm -Sn`` text, drop the first real server of every virtual server."""
+    seen: set[str] = set()
+    out = []
+    for line in text.split("\n"):
+        m = re.match(r"-a (-[tuf] \S+) ", line)
+        if m and m.group(1) not in seen:
+            seen.add(m.group(1))
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 #: (backend, section loaded into the kernel, mutation name, mutation).
 MUTATIONS: tuple[tuple[str, str, str, Mutation], ...] = (
     ("iptables", "save", "no KUBE-MARK-MASQ for off-cluster ClusterIP traffic",
@@ -78,9 +92,12 @@ MUTATIONS: tuple[tuple[str, str, str, Mutation], ...] = (
      lambda t: t.replace("goto reject-chain", "drop")),
     ("nftables", "transaction", "no masquerade mark for external traffic",
      _drop_lines(r"add rule .* external-\S+ .*jump mark-for-masquerade")),
+    ("ipvs", "save", "first real server of each virtual server missing",
+     _drop_first_real_server),
 )
 
-CLASSIFIERS = {"iptables": iptables_divergence, "nftables": nftables_divergence}
+CLASSIFIERS = {"iptables": iptables_divergence, "nftables": nftables_divergence,
+               "ipvs": ipvs_divergence}
 # Referenced through their modules so that pytest does not collect them here a second time.
 CONTRACTS = {"iptables": test_contract_iptables.TestIPTablesContract,
              "nftables": test_contract_nftables.TestNFTablesStrategiesContract}
