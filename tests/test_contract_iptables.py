@@ -13,7 +13,6 @@ from __future__ import annotations
 from fractions import Fraction
 
 import attrs
-from hypothesis import strategies as st
 
 from backends.mockkernel import MockKernel
 from kservice.backend import get_backend
@@ -22,7 +21,6 @@ from kservice.proxy.types import NodeInfo, NodeProxyState, ServicePortInfo, join
 from kservice.semantics import expected_trace
 from kservice.testing.contract import BackendContract
 from kservice.testing.ipvs import endpoint, service_port
-from kservice.testing.strategies import node_states, probe_packets
 from kservice.trace import Packet, TraceResult
 
 __all__ = ["close", "iptables_divergence", "trace"]
@@ -97,11 +95,8 @@ class TestIPTablesContract(BackendContract):
     backend_name = "iptables"
     kernel_factory = MockKernel
 
-    def states(self) -> st.SearchStrategy[NodeProxyState]:
-        return node_states(families=st.sampled_from(self.families))
-
-    def probes(self, state: NodeProxyState) -> st.SearchStrategy[Packet]:
-        return probe_packets(state)
+    # states()/probes(): the contract's defaults (kservice.testing.strategies.node_states /
+    # probe_packets).
 
     def same(self, expected: TraceResult, actual: TraceResult) -> bool:
         return close(expected, actual)

@@ -21,7 +21,6 @@ from kservice.proxy.types import NodeInfo, NodeProxyState, ServicePortInfo, join
 from kservice.semantics import expected_trace
 from kservice.testing.contract import BackendContract
 from kservice.testing.ipvs import endpoint, service_port
-from kservice.testing.strategies import node_states, probe_packets
 from kservice.trace import Packet, TraceResult
 from tests.test_contract_iptables import close, trace
 
@@ -76,12 +75,11 @@ class TestNFTablesStrategiesContract(BackendContract):
     backend_name = "nftables"
     kernel_factory = MockKernel
 
+    # probes(): the contract's default (kservice.testing.strategies.probe_packets).
     def states(self) -> st.SearchStrategy[NodeProxyState]:
-        return node_states(families=st.sampled_from(self.families)).map(
+        # The contract's default states, as an nftables-mode node's configuration says.
+        return super().states().map(
             lambda s: attrs.evolve(s, config=attrs.evolve(s.config, mode="nftables")))
-
-    def probes(self, state: NodeProxyState) -> st.SearchStrategy[Packet]:
-        return probe_packets(state)
 
     def same(self, expected: TraceResult, actual: TraceResult) -> bool:
         return close(expected, actual)

@@ -86,6 +86,8 @@ def ipvs_divergence(state: NodeProxyState, packet: Packet, ipt: TraceResult,
     A divergence is only granted when the IPVS side does exactly what IPVS mode does (its
     own endpoint choice with equal shares, or ICMP unreachable) -- never as a blanket pass.
     """
+    if _localhost_nodeport_not_proxied(state, packet, ipt, ipvs):
+        return "no-localhost-nodeports"
     hit = frontend(state, packet)
     if hit is None:
         return None
@@ -135,6 +137,21 @@ def ipvs_divergence(state: NodeProxyState, packet: Packet, ipt: TraceResult,
     if kind == "external" and sp.external_policy_local and _inside(state, packet.src):
         return "etp-local-from-inside"
     return None
+
+
+def _localhost_nodeport_not_proxied(state: NodeProxyState, packet: Packet, ipt: TraceResult,
+                                    ipvs: TraceResult) -> bool:
+    """IPVS mode's first nat rule is ``-A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN`` (IPv6
+    ``-s ::1/128``) and it creates no virtual server on a loopback address: a connection from
+    the node to ``127.0.0.1:<nodePort>`` goes on, unchanged, to whatever listens locally.
+    iptables mode (``localhostNodePorts: true``, IPv4 only, ``route_localnet``) proxies it."""
+    if not ipaddress.ip_address(packet.dst).is_loopback:
+        return False
+    if not any(sp.node_port == packet.dport and sp.protocol.lower() == packet.proto
+               for sp in state.service_ports):
+        return False
+    unchanged = {("ACCEPT", join_host_port(packet.dst, packet.dport), packet.src): 1}
+    return ipvs.distribution() == unchanged and ipt.distribution() != unchanged
 
 
 def _only_remote_hairpin_differs(sp: ServicePortInfo, packet: Packet, ipt: TraceResult,
@@ -304,6 +321,25 @@ def test_divergence_hairpin_only_for_local_endpoints() -> None:
     state = state_of(sp)
     pkt = Packet("10.244.1.5", "10.96.0.10", 80)
     assert close(trace("iptables", state, pkt), trace("ipvs", state, pkt))
+
+
+def test_divergence_no_localhost_nodeports() -> None:
+    # iptables mode (localhostNodePorts defaults to true) DNATs 127.0.0.1:<nodePort>; IPVS mode
+    # RETURNs every loopback-sourced packet from KUBE-SERVICES, so it reaches the local port.
+    sp = service_port("ns", "web", "10.96.0.10", 80, node_port=30080, endpoints=EPS)
+    state = state_of(sp)
+    pkt = Packet("127.0.0.1", "127.0.0.1", 30080)
+    ipt, ipvs = trace("iptables", state, pkt), trace("ipvs", state, pkt)
+    assert {o.delivered_to for o in ipt.outcomes} == {e.string for e in EPS}
+    assert dist(ipvs) == {("ACCEPT", "127.0.0.1:30080", "127.0.0.1"): 1}
+    assert ipvs_divergence(state, pkt, ipt, ipvs) == "no-localhost-nodeports"
+    # Only for a NodePort: another loopback port is not a divergence to excuse.
+    other = Packet("127.0.0.1", "127.0.0.1", 30081)
+    wrong = TraceResult("node-a", "ipvs", other, ipvs.outcomes)
+    assert ipvs_divergence(state, other, ipt, wrong) is None
+    # And the node's own address still reaches the NodePort in IPVS mode.
+    via_ip = Packet("172.18.0.2", "172.18.0.2", 30080)
+    assert close(trace("iptables", state, via_ip), trace("ipvs", state, via_ip))
 
 
 def test_classifier_refuses_unexplained_differences() -> None:

@@ -20,6 +20,11 @@ line that replay it.
 
 Hooks a subclass may override: :meth:`states` / :meth:`probes` (what is drawn),
 :meth:`same` (how results compare), :meth:`allowed_divergence`.
+
+What is drawn by default is the richer pair :func:`kservice.testing.strategies.node_states` /
+:func:`~kservice.testing.strategies.probe_packets` (dual-stack nodes, nodePortAddresses,
+localhost NodePorts, every detect-local mode, multi-port Services, LB source ranges), so every
+backend -- built-in or third-party -- is held to the same, widest set of situations.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from hypothesis import strategies as st
 from kservice.backend import Backend, get_backend
 from kservice.proxy.types import NodeProxyState
 from kservice.semantics import expected_trace
-from kservice.testing.dataplane import node_proxy_states, probes
 from kservice.testing.repro import repro_yaml
+from kservice.testing.strategies import node_states, probe_packets
 from kservice.trace import Packet, TraceResult
 
 __all__ = ["BackendContract", "describe_state"]
@@ -91,12 +96,13 @@ class BackendContract:
         return None
 
     def states(self) -> st.SearchStrategy[NodeProxyState]:
-        """The node states the checks draw (default: :func:`node_proxy_states`)."""
-        return node_proxy_states(family=st.sampled_from(self.families))
+        """The node states the checks draw (default: :func:`.strategies.node_states`)."""
+        return node_states(families=st.sampled_from(self.families))
 
     def probes(self, state: NodeProxyState) -> st.SearchStrategy[Packet]:
-        """The packets the agreement check draws for ``state``."""
-        return probes(state)
+        """The packets the agreement check draws for ``state`` (default: every frontend from
+        every origin, :func:`~kservice.testing.strategies.probe_packets`)."""
+        return probe_packets(state)
 
     def same(self, expected: TraceResult, actual: TraceResult) -> bool:
         """Agreement: the same outcome distribution (exact by default)."""

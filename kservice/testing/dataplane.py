@@ -12,6 +12,19 @@ address, externalIPs, LB IPs, an address that is no service) from every origin (
 node, a pod elsewhere, the node itself, an outside client).
 
 Everything shrinks toward one service with one endpoint on a single-stack IPv4 node.
+
+Which to use: these are the *simple* strategies -- one family per node (IPv4 unless told),
+the node's ``interfaces`` spelled out, no nodePortAddresses / localhost-NodePort probes,
+no BridgeInterface/InterfaceNamePrefix detect-local, one port per Service. Use them for
+rendering, partial-sync and real-kernel tests that need a node a netns can reproduce as is
+(no ``cni0`` bridge) and packets every mode proxies alike. For agreement with the reference
+semantics use the richer :func:`kservice.testing.strategies.node_states` /
+:func:`~kservice.testing.strategies.probe_packets` -- the default of
+:class:`kservice.testing.contract.BackendContract` for every backend. They are kept separate
+(not aliases) because several users rely on the simple shape: the equivalence reproducer
+test expects ``interfaces`` that no Node object carries, the real-kernel nft checks would
+need a ``cni0`` bridge for ``iif cni0`` (BridgeInterface mode), and the iptables-vs-nftables
+mock-kernel comparison would meet localhost NodePorts (an iptables-only feature).
 """
 
 from __future__ import annotations

@@ -27,6 +27,13 @@ Added here, for the dataplane equivalence suite:
 
 Everything is composite with keyword-only sub-strategy parameters and shrinks toward a
 single-stack IPv4 node with one ClusterIP Service, one TCP port and one ready endpoint.
+
+Which to use: :func:`node_states` / :func:`probe_packets` are what
+:class:`kservice.testing.contract.BackendContract` draws by default, for every backend --
+use them wherever a backend is compared with the reference semantics or with another mode.
+The simpler :func:`kservice.testing.dataplane.node_proxy_states` / ``probes`` remain for
+tests that need a node a network namespace reproduces as is (interfaces listed, no ``cni0``
+bridge) or packets that every mode proxies alike (no localhost NodePorts).
 """
 
 from __future__ import annotations
