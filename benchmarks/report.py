@@ -277,7 +277,7 @@ def render(results: dict[str, Bench], machines: dict[str, str], dates: Sequence[
                              _fmt(float(s.get("median", 0.0)), "s"), str(s.get("rounds", "")),
                              extra or "–", machines[name]]))
     out += ["", "Reproduce: `make bench` (all), or one file: `.venv/bin/python -m pytest "
-            "benchmarks/bench_iptables.py --benchmark-only`. The real-`iptables-restore` "
+            "benchmarks/bench_iptables.py -s`. The real-`iptables-restore` "
             "comparison needs root, `ip` and `iptables-legacy-restore` or `iptables-restore` "
             "(it restores into a throwaway network namespace); without them it is reported as "
             "not measured.", ""]
