@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 from fractions import Fraction
 
-import attrs
 import netaddr
 
 from kservice.proxy.types import Endpoint, NodeProxyState, ServicePortInfo, join_host_port
@@ -250,7 +249,3 @@ def expected_trace(state: NodeProxyState, packet: Packet, *, mode: str = "refere
     if not cat.local:
         return result(Outcome(Fraction(1), "DROP", rules=(f"{spn} has no local endpoints",)))
     return result(*_share(cat.local, packet, False, state, why))
-
-
-def with_mode(result: TraceResult, mode: str) -> TraceResult:
-    return attrs.evolve(result, mode=mode)
