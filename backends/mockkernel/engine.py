@@ -45,6 +45,7 @@ __all__ = [
     "HookProgram",
     "PacketState",
     "Verdict",
+    "command_argv",
 ]
 
 #: Netfilter hook names as iptables spells its built-in chains. The nftables names
@@ -231,6 +232,19 @@ def _make_fork() -> Any:
 
 
 _fork = _make_fork()
+
+def command_argv(line: str, program: str) -> list[str]:
+    """Split one ``ipset``/``ipvsadm`` command line shell-style; the program word is optional."""
+    import shlex
+
+    from kservice.errors import RuleParseError
+
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise RuleParseError(f"cannot split {line!r}: {exc}", text=line) from exc
+    return argv[1:] if argv and argv[0] == program else argv
+
 
 #: One branch a program returns.
 Branch = tuple[Fraction, PacketState, Verdict]

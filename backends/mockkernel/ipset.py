@@ -15,12 +15,12 @@ not match UDP); ``bitmap:port`` stores bare ports and matches TCP, UDP and SCTP 
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
+from backends.mockkernel.engine import command_argv
 from kservice.errors import BackendError, RuleParseError, UnsupportedRule
 
 __all__ = ["SET_TYPES", "IPSetError", "IPSetStore", "MockSet"]
@@ -295,12 +295,7 @@ class IPSetStore:
 
     def command(self, line: str) -> None:
         """Run one ``ipset ...`` command line (the ``ipset`` word optional)."""
-        try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            raise RuleParseError(f"cannot split {line!r}: {exc}", text=line) from exc
-        if argv and argv[0] == "ipset":
-            argv = argv[1:]
+        argv = command_argv(line, "ipset")
         exist = "-exist" in argv or "-!" in argv
         argv = [a for a in argv if a not in ("-exist", "-!")]
         if not argv:

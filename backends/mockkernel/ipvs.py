@@ -33,7 +33,6 @@ Weight 0 destinations get no new connections; existing connections keep them.
 from __future__ import annotations
 
 import math
-import shlex
 from fractions import Fraction
 from typing import Any
 
@@ -46,7 +45,14 @@ from backends.ipvs.model import (
     RealServer,
     VirtualServer,
 )
-from backends.mockkernel.engine import ONE, PRIORITY, Branch, PacketState, Verdict
+from backends.mockkernel.engine import (
+    ONE,
+    PRIORITY,
+    Branch,
+    PacketState,
+    Verdict,
+    command_argv,
+)
 from kservice.errors import BackendError, RuleParseError, UnsupportedRule
 from kservice.proxy.types import join_host_port
 
@@ -263,12 +269,7 @@ class IPVS:
 
     def command(self, line: str) -> None:
         """Run one ``ipvsadm`` command line (the ``ipvsadm`` word optional)."""
-        try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            raise RuleParseError(f"cannot split: {exc}", text=line) from exc
-        if argv and argv[0] == "ipvsadm":
-            argv = argv[1:]
+        argv = command_argv(line, "ipvsadm")
         if not argv:
             return
         op = argv[0]
