@@ -246,34 +246,31 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+def _write_each(args: argparse.Namespace, doing: str, done: str,
+                write: Callable[[Any, Any], Any], save_config: bool = False) -> int:
+    """create/replace: decode every document first, then write them in one transaction."""
     docs = _load_docs(args)
     lines = []
     with open_session(args.state) as cluster:
         prepared = [(doc, _with_namespace(cluster, doc, args.namespace)) for doc in docs]
-        if args.save_config:
+        if save_config:
             prepared = [(doc, with_last_applied(d)) for doc, d in prepared]
         objs = [(doc, _decode_located(cluster, doc, d)) for doc, d in prepared]
         with cluster.transaction():
             for doc, obj in objs:
-                with _server_errors("creating", doc):
-                    lines.append(f"{_ref(cluster, cluster.create(obj))} created")
+                with _server_errors(doing, doc):
+                    lines.append(f"{_ref(cluster, write(cluster, obj))} {done}")
     _out("".join(line + "\n" for line in lines))
     return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    return _write_each(args, "creating", "created", lambda c, o: c.create(o),
+                       save_config=args.save_config)
 
 
 def cmd_replace(args: argparse.Namespace) -> int:
-    docs = _load_docs(args)
-    lines = []
-    with open_session(args.state) as cluster:
-        prepared = [(doc, _with_namespace(cluster, doc, args.namespace)) for doc in docs]
-        objs = [(doc, _decode_located(cluster, doc, d)) for doc, d in prepared]
-        with cluster.transaction():
-            for doc, obj in objs:
-                with _server_errors("replacing", doc):
-                    lines.append(f"{_ref(cluster, cluster.update(obj))} replaced")
-    _out("".join(line + "\n" for line in lines))
-    return 0
+    return _write_each(args, "replacing", "replaced", lambda c, o: c.update(o))
 
 
 # --------------------------------------------------------------------------- get
