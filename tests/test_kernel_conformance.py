@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,6 +182,14 @@ def pods_on(cluster: Cluster, node: str, app: str = "web") -> list[str]:
 
 def assert_agrees(check: Check) -> None:
     assert check.agree, check.report()
+    if not check.confirmed:
+        # Agreed on a re-probe only: not a failure, but shown in pytest's warnings summary.
+        warnings.warn(LabOneOff("disagreed once, then agreed:\n" + check.report()),
+                      stacklevel=2)
+
+
+class LabOneOff(UserWarning):
+    """A lab probe that disagreed once and agreed when repeated."""
 
 
 def web_pod(cluster: Cluster, node: str) -> str:
@@ -467,8 +476,11 @@ def test_reference_semantics_agree_with_the_kernel(lab: tuple[Lab, Cluster]) -> 
         sem = expectation(lb.plan, expected_trace(lb.states[node], packet),
                           parse_target(target)[2])
         count = 3 if set(sem.shares) == {"timeout"} else 30
-        obs = lb.probe(source, target, count=count, timeout=0.3, **kw)
-        problems = disagreements(obs, sem, oracle="the reference semantics")
+        for _round in range(2):  # a disagreement must repeat to count (as Lab.check)
+            obs = lb.probe(source, target, count=count, timeout=0.3, **kw)
+            problems = disagreements(obs, sem, oracle="the reference semantics")
+            if not problems:
+                break
         if problems:
             found[f"{lb.mode} {source} -> {target}"] = problems
     known = {SEMANTICS_NFTABLES_LOCALHOST} if lb.mode == "nftables" else set()

@@ -239,3 +239,55 @@ def test_a_refused_source_changes_nothing(plan: LabPlan) -> None:
         probe(ex, plan, parse_source(plan, "external"), plan.nodes[1].ip, 30080,  # type: ignore[arg-type]
               "tcp", bind=plan.nodes[0].ip)
     assert ex.commands == []
+
+
+class _ScriptedLab:
+    """Builds a :class:`~backends.lab.session.Lab` whose probes answer from a script (the
+    ``scripted`` fixture fixes the prediction to THIRDS): ``check``'s rounds without root."""
+
+    @staticmethod
+    def make(plan: LabPlan, answers: list[dict[str, int]],
+             counters: tuple[str, ...] = ("[7:420] -A KUBE-SVC-X -j KUBE-SEP-Z",)) -> object:
+        from backends.lab.session import Lab
+
+        lab = Lab(plan, "iptables")
+        script = iter(answers)
+        packet = Packet(src="10.244.1.2", dst="10.96.0.10", dport=80, sport=40000)
+        trace = TraceResult(node="n", mode="iptables", packet=packet, outcomes=(
+            Outcome(probability=Fraction(1), verdict="ACCEPT", delivered_to="10.244.1.3:80",
+                    source_seen="10.0.0.1"),))
+        lab.predict = lambda *a, **k: ("n", packet, trace)  # type: ignore[method-assign]
+        lab.probe = lambda *a, **k: obs(next(script))  # type: ignore[method-assign]
+        lab.counters = lambda *a, **k: counters  # type: ignore[method-assign]
+        return lab
+
+
+@pytest.fixture
+def scripted(plan: LabPlan, monkeypatch: pytest.MonkeyPatch) -> object:
+    import backends.lab.session as session
+
+    monkeypatch.setattr(session, "expectation", lambda *a, **k: THIRDS)
+    return lambda answers: _ScriptedLab.make(plan, answers)
+
+
+def test_a_one_off_disagreement_is_re_probed_and_kept_in_the_report(scripted: object) -> None:
+    lab = scripted([{"a/x": 14, "a/y": 16}, {"a/x": 9, "a/y": 11, "a/z": 10}])  # type: ignore[operator]
+    check = lab.check("pod/a/c", "10.96.0.10:80", count=30)
+    assert check.agree and not check.confirmed
+    assert len(check.earlier) == 1
+    assert "pod:a/z predicted with share 1/3 never observed" in check.earlier[0].problems[0]
+    assert "[7:420] -A KUBE-SVC-X" in check.report()
+
+
+def test_a_repeated_disagreement_fails_with_every_round(scripted: object) -> None:
+    lab = scripted([{"a/x": 14, "a/y": 16}, {"a/x": 15, "a/y": 15}])  # type: ignore[operator]
+    check = lab.check("pod/a/c", "10.96.0.10:80", count=30)
+    assert not check.agree
+    assert len(check.earlier) == 1 and check.problems
+    assert "round 1 (disagreed too)" in check.report()
+
+
+def test_agreement_at_once_needs_no_second_round(scripted: object) -> None:
+    lab = scripted([{"a/x": 9, "a/y": 11, "a/z": 10}])  # type: ignore[operator]
+    check = lab.check("pod/a/c", "10.96.0.10:80", count=30, confirm=3)
+    assert check.confirmed and check.earlier == ()

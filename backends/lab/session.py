@@ -31,7 +31,7 @@ from kservice.errors import InvalidInput
 from kservice.proxy.types import NodeProxyState
 from kservice.trace import Packet, TraceResult
 
-__all__ = ["Check", "Lab", "running_lab"]
+__all__ = ["Attempt", "Check", "Lab", "running_lab"]
 
 
 @attrs.frozen
@@ -48,19 +48,44 @@ class Check:
     expected: Expectation
     observed: Observation
     problems: tuple[str, ...] = attrs.field(converter=_strs)
+    #: Earlier rounds of this probe that disagreed (see :meth:`Lab.check`'s ``confirm``),
+    #: each with the deciding node's rule counters at the time, oldest first.
+    earlier: tuple[Attempt, ...] = ()
 
     @property
     def agree(self) -> bool:
         return not self.problems
 
+    @property
+    def confirmed(self) -> bool:
+        """Agreement at the first round (no re-probe was needed)."""
+        return self.agree and not self.earlier
+
     def report(self) -> str:
-        return (f"lab {self.lab} ({self.mode}): "
-                f"probe {self.source} -> {self.target} (decided on node {self.node}, "
-                f"packet {self.packet.to_json()})\n"
-                f"  real kernel: {self.observed.to_json()}\n"
-                f"  mock kernel: {self.expected.to_json()}\n"
-                f"  trace: {[o.to_json() for o in self.trace.outcomes]}\n"
-                "  disagreements:\n    " + "\n    ".join(self.problems))
+        lines = [f"lab {self.lab} ({self.mode}): "
+                 f"probe {self.source} -> {self.target} (decided on node {self.node}, "
+                 f"packet {self.packet.to_json()})",
+                 f"  real kernel: {self.observed.to_json()}",
+                 f"  order: {' '.join(self.observed.order)}",
+                 f"  mock kernel: {self.expected.to_json()}",
+                 f"  trace: {[o.to_json() for o in self.trace.outcomes]}",
+                 "  disagreements:", *(f"    {p}" for p in self.problems)]
+        for i, a in enumerate(self.earlier, 1):
+            lines += [f"  round {i} (disagreed too): {a.observed.to_json()}",
+                      f"    order: {' '.join(a.observed.order)}",
+                      *(f"    {p}" for p in a.problems),
+                      "    rule counters on the deciding node after that round:",
+                      *(f"      {c}" for c in a.counters or ("(none read)",))]
+        return "\n".join(lines)
+
+
+@attrs.frozen
+class Attempt:
+    """A round of a probe that disagreed, with what the kernel counted meanwhile."""
+
+    observed: Observation
+    problems: tuple[str, ...] = attrs.field(converter=_strs)
+    counters: tuple[str, ...] = attrs.field(converter=_strs, default=())
 
 
 class Lab:
@@ -125,15 +150,44 @@ class Lab:
         return node, packet, trace
 
     def check(self, source: str, target: str, *, count: int = 10, timeout: float = 0.5,
-              bind: str | None = None, via: str | None = None, sticky: bool = False) -> Check:
+              bind: str | None = None, via: str | None = None, sticky: bool = False,
+              confirm: int = 1) -> Check:
+        """Probe ``target`` from ``source`` and hold the answers against the mock kernel.
+
+        A disagreement is re-probed up to ``confirm`` more times and stands only if every
+        round disagrees: real packets share the machine with everything else it runs, and
+        a round can be disturbed by something neither model describes. A real divergence
+        is systematic and repeats; the rounds that disagreed are kept in the report with
+        the deciding node's rule counters, so a one-off can be diagnosed rather than lost.
+        """
         node, packet, trace = self.predict(source, target, bind=bind, via=via)
         exp = expectation(self.plan, trace, parse_target(target)[2])
         if set(exp.shares) == {"timeout"}:
             # Every attempt would wait out its timeout: a few prove the DROP as well.
             count = min(count, 3)
-        obs = self.probe(source, target, count=count, timeout=timeout, bind=bind, via=via)
+        earlier: list[Attempt] = []
+        while True:
+            obs = self.probe(source, target, count=count, timeout=timeout, bind=bind, via=via)
+            problems = disagreements(obs, exp, sticky=sticky)
+            if not problems or len(earlier) >= confirm:
+                break
+            earlier.append(Attempt(obs, problems, self.counters(node, trace)))
         return Check(self.plan.name, self.mode, source, target, node, packet, trace, exp, obs,
-                     disagreements(obs, exp, sticky=sticky))
+                     problems, tuple(earlier))
+
+    def counters(self, node: str, trace: TraceResult) -> tuple[str, ...]:
+        """The packet counters of the iptables rules ``trace`` went through on ``node``'s
+        real kernel (``iptables-save -c``): which rule the kernel's packets actually took.
+        Empty in nftables mode (kube-proxy's rules carry no counters) or if unreadable."""
+        if self.mode != "iptables":
+            return ()
+        chains = {r.split()[1] for o in trace.outcomes for r in o.rules
+                  if r.startswith("nat ") and len(r.split()) > 1}
+        proc = self.executor.in_netns(self.plan.node(node).netns, "iptables-save", "-c",
+                                      "-t", "nat", why="diagnose a disagreement", check=False)
+        return tuple(line for line in proc.stdout.splitlines()
+                     if line.startswith("[") and len(line.split()) > 2
+                     and line.split()[2] in chains and not line.startswith("[0:0]"))
 
 
 @contextmanager
