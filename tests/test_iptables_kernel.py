@@ -198,3 +198,67 @@ def test_save_round_trips_through_legacy_iptables(netns: str, family: str) -> No
     save = IPTablesBackend().render(sample_state(family)).section("save")
     run(netns, restore, stdin=save)
     assert _tables(run(netns, save_tool)) == _tables(save)
+
+
+# ----------------------------------------------------------------------- xt_recent lifetime
+
+#: Restores applied in turn, each (payload, --noflush). A list survives a restore whose new
+#: rules name it again (kube-proxy rewriting an affinity Service's chains) and is freed with
+#: the last rule naming it (an endpoint leaving): a comeback starts with no memory.
+RECENT_STEPS: tuple[tuple[str, bool], ...] = (
+    ("*filter\n:OUTPUT ACCEPT [0:0]\n:KUBE-AFF - [0:0]\n-A OUTPUT -j KUBE-AFF\n"
+     "-A KUBE-AFF -d 127.0.0.1/32 -p udp -m recent --set --name KUBE-SEP-A --mask "
+     "255.255.255.255 --rsource\n"
+     "-A KUBE-AFF -d 127.0.0.1/32 -p udp -m recent --set --name KUBE-SEP-B --mask "
+     "255.255.255.255 --rsource\nCOMMIT\n", False),
+    # A partial sync rewrites the chain, still naming A (as an --rcheck): A keeps its entry.
+    ("*filter\n:KUBE-AFF - [0:0]\n-A KUBE-AFF -d 127.0.0.2/32 -p udp -m recent --rcheck "
+     "--seconds 10800 --reap --name KUBE-SEP-A --mask 255.255.255.255 --rsource\nCOMMIT\n",
+     True),
+    # A full restore of the table, A still named: kept.
+    ("*filter\n:OUTPUT ACCEPT [0:0]\n:KUBE-AFF - [0:0]\n-A OUTPUT -j KUBE-AFF\n"
+     "-A KUBE-AFF -d 127.0.0.2/32 -p udp -m recent --rcheck --seconds 10800 --reap "
+     "--name KUBE-SEP-A --mask 255.255.255.255 --rsource\nCOMMIT\n", False),
+    # No rule names A any more: freed.
+    ("*filter\n:KUBE-AFF - [0:0]\nCOMMIT\n", True),
+    # Named again: a new, empty list.
+    ("*filter\n:KUBE-AFF - [0:0]\n-A KUBE-AFF -d 127.0.0.2/32 -p udp -m recent --rcheck "
+     "--name KUBE-SEP-A --rsource\nCOMMIT\n", True),
+)
+
+
+def _kernel_recent_lists(ns: str) -> dict[str, list[str]]:
+    names = run(ns, "ls", "/proc/net/xt_recent").split()
+    return {n: sorted(line.split()[0].removeprefix("src=")
+                      for line in run(ns, "cat", f"/proc/net/xt_recent/{n}").splitlines()
+                      if line.startswith("src="))
+            for n in names}
+
+
+def test_recent_lists_live_exactly_as_long_as_a_rule_names_them(netns: str) -> None:
+    """The mock kernel's ``xt_recent`` lists are born, kept and freed as Linux's are."""
+    import random
+
+    from backends.mockkernel import MockKernel
+    from kservice.trace import Packet
+
+    mock = MockKernel(NodeInfo(name="n", ips=("192.168.0.2",),
+                               interfaces=(("lo", "127.0.0.1/8"), ("eth0", "192.168.0.2/24"))))
+    run(netns, "ip", "link", "set", "lo", "up")
+    seen: list[dict[str, list[str]]] = []
+    for i, (payload, noflush) in enumerate(RECENT_STEPS):
+        run(netns, "iptables-restore", *(["--noflush"] if noflush else []), stdin=payload)
+        mock.load_iptables_save(payload, noflush=noflush)
+        if i == 0:  # one local UDP datagram through OUTPUT fills both lists
+            run(netns, "python3", "-c", "import socket; socket.socket(socket.AF_INET, "
+                "socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9))")
+            mock.send(Packet("127.0.0.1", "127.0.0.1", 9, sport=40000, proto="udp"),
+                      random.Random(0))
+        real = _kernel_recent_lists(netns)
+        modelled = {n: sorted(mock.recent.addresses(n)) for n in mock.recent.lists}
+        assert modelled == real, f"after step {i}: kernel {real}, mock {modelled}"
+        seen.append(real)
+    # The sequence exercised every transition (not a vacuous agreement).
+    assert seen[0] == {"KUBE-SEP-A": ["127.0.0.1"], "KUBE-SEP-B": ["127.0.0.1"]}
+    assert seen[1] == seen[2] == {"KUBE-SEP-A": ["127.0.0.1"]}
+    assert seen[3] == {} and seen[4] == {"KUBE-SEP-A": []}

@@ -201,3 +201,24 @@ def test_hairpin_entry_remembers_masquerade() -> None:
     # The second packet of the flow reuses both bindings.
     again = k.send(pkt, random.Random(0))
     assert (again.delivered_to, again.source_seen, again.masqueraded) == ("10.0.2.1:80", "10.0.2.254", True)
+
+
+def test_affinity_memory_goes_with_the_last_rule_naming_its_list() -> None:
+    """xt_recent frees a list with its last rule: an endpoint that leaves and comes back is
+    chosen afresh (Linux pinned in test_iptables_kernel.py's recent-lifetime test)."""
+    k = kernel(["10.0.2.1:80", "10.0.2.2:80"], affinity=100)
+    first = k.send(Packet(CLIENT, VIP, 80, sport=1000), random.Random(5)).delivered_to
+    assert first is not None
+    # A re-render with both endpoints keeps the lists (and the client's memory).
+    k.load_iptables_save(service_rules(["10.0.2.1:80", "10.0.2.2:80"], affinity=100),
+                         noflush=False)
+    assert k.trace(Packet(CLIENT, VIP, 80, sport=1001)).distribution() == {
+        ("ACCEPT", first, CLIENT): 1}
+    # Without affinity (no rule names the lists): freed.
+    k.load_iptables_save(service_rules(["10.0.2.1:80", "10.0.2.2:80"]), noflush=False)
+    assert k.recent.lists == {}
+    # Affinity back: new empty lists, the next choice is random again.
+    k.load_iptables_save(service_rules(["10.0.2.1:80", "10.0.2.2:80"], affinity=100),
+                         noflush=False)
+    assert k.recent.lists == {"KUBE-SEP-E0": {}, "KUBE-SEP-E1": {}}
+    assert len(k.trace(Packet(CLIENT, VIP, 80, sport=1002)).distribution()) == 2

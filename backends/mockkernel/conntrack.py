@@ -184,6 +184,14 @@ class RecentLists:
                 del lst[:-RECENT_PKT_LIST_TOT]
         return ret
 
+    def sync_names(self, names: set[str]) -> None:
+        """The lists after a rule load: one per name the rules use (a new one empty), every
+        other list freed with its entries."""
+        for name in [n for n in self.lists if n not in names]:
+            del self.lists[name]
+        for name in names:
+            self.lists.setdefault(name, {})
+
     def addresses(self, name: str) -> list[str]:
         out = []
         for a in self.lists.get(name, {}):

@@ -32,7 +32,7 @@ from backends.mockkernel.engine import (
     Verdict,
 )
 from backends.mockkernel.netfilter import IptablesTable, load_tables
-from backends.mockkernel.netfilter_parse import parse_iptables_save
+from backends.mockkernel.netfilter_parse import RawRule, parse_iptables_save, recent_names
 from kservice.errors import BackendError
 from kservice.proxy.types import NodeInfo, join_host_port
 from kservice.trace import Outcome, Packet, TraceResult
@@ -354,6 +354,12 @@ class MockKernel:
                         source=source, warnings=self.warnings, use_index=self.use_index)
             for name in set(tables) - before:
                 self.register(tables[name])
+            if self.recent.lists or "-m recent" in text:
+                # xt_recent creates a list when a rule naming it is loaded (recent_mt_check)
+                # and frees it with the last such rule (recent_mt_destroy); a restore whose
+                # new rules name it again keeps it, entries included (they are checked
+                # before the old rules go). tests/test_iptables_kernel.py pins this on Linux.
+                self.recent.sync_names(self._recent_names())
         finally:
             if was_enabled:
                 if text.count("\n", 0, _BULK_LOAD_CHARS) >= _BULK_LOAD_LINES:
@@ -363,6 +369,19 @@ class MockKernel:
                     # next young collection and by every later full one.
                     gc.freeze()
                 gc.enable()
+
+    def _recent_names(self) -> set[str]:
+        """The ``xt_recent`` list names some loaded rule uses, in either family (the kernel
+        keeps one set of lists per network namespace)."""
+        names: set[str] = set()
+        for tables in self.iptables.values():
+            for table in tables.values():
+                for chain in table.chains.values():
+                    for rule in chain.rules:
+                        text = rule.full if isinstance(rule, RawRule) else rule.text
+                        if "-m recent" in text:
+                            names.update(recent_names(text))
+        return names
 
     def install_kube_proxy_jump_rules(self, family: str = "IPv4") -> None:
         """Add kube-proxy's EnsureRule jumps from the built-in chains (reference §1.2).

@@ -641,6 +641,21 @@ def _build_recent(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
     return [Match("recent", test)]
 
 
+_RECENT_NAME = re.compile(r"--name (\S+)")
+_NEXT_MODULE = re.compile(r" -[mjg] ")
+
+
+def recent_names(text: str) -> list[str]:
+    """The list each ``-m recent`` of a rule's text names (``DEFAULT`` without ``--name``,
+    as xt_recent)."""
+    out = []
+    for part in text.split("-m recent")[1:]:
+        own = _NEXT_MODULE.split(part, maxsplit=1)[0]
+        found = _RECENT_NAME.search(own)
+        out.append(found.group(1) if found else "DEFAULT")
+    return out
+
+
 def _build_set(ctx: _Ctx, opts: list[_Opt]) -> list[Match]:
     out = []
     for neg, opt, args in opts:
