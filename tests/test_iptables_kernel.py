@@ -19,6 +19,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import attrs
@@ -250,7 +251,7 @@ def test_recent_lists_live_exactly_as_long_as_a_rule_names_them(netns: str) -> N
         run(netns, "iptables-restore", *(["--noflush"] if noflush else []), stdin=payload)
         mock.load_iptables_save(payload, noflush=noflush)
         if i == 0:  # one local UDP datagram through OUTPUT fills both lists
-            run(netns, "python3", "-c", "import socket; socket.socket(socket.AF_INET, "
+            run(netns, sys.executable, "-c", "import socket; socket.socket(socket.AF_INET, "
                 "socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9))")
             mock.send(Packet("127.0.0.1", "127.0.0.1", 9, sport=40000, proto="udp"),
                       random.Random(0))

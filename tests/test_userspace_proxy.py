@@ -265,7 +265,12 @@ def test_a_thousand_concurrent_connections_leak_nothing() -> None:
             for _ in range(n):
                 socks.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
             names = Counter(_readline(s) for s in socks)
-            assert names == {f"backend-{i}": n // 4 for i in range(4)}
+            # Strict round robin -- unless a dial timed out (a backend slow to accept on a
+            # loaded machine): upstream then moves on to the next endpoint, and each such
+            # failure may shift one connection from one backend to another.
+            slack = px.dial_failures
+            assert sum(names.values()) == n and set(names) == {f"backend-{i}" for i in range(4)}
+            assert all(abs(c - n // 4) <= slack for c in names.values()), (names, slack)
             assert px.active_connections() == n
             for i, s in enumerate(socks):
                 assert _echo(s, b"x%d" % i) == b"x%d" % i
