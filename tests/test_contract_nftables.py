@@ -21,6 +21,7 @@ from kservice.proxy.types import NodeInfo, NodeProxyState, ServicePortInfo, join
 from kservice.semantics import expected_trace
 from kservice.testing.contract import BackendContract
 from kservice.testing.ipvs import endpoint, service_port
+from kservice.testing.nftables import nftables_mode_divergence
 from kservice.trace import Packet, TraceResult
 from tests.test_contract_iptables import close, trace
 
@@ -86,7 +87,24 @@ class TestNFTablesStrategiesContract(BackendContract):
 
     def allowed_divergence(self, state: NodeProxyState, packet: Packet, expected: TraceResult,
                            actual: TraceResult) -> str | None:
-        return nftables_divergence(state, packet, expected, actual)
+        why = (nftables_divergence(state, packet, expected, actual)
+               or nftables_mode_divergence(state, packet, expected.distribution(),
+                                           actual.distribution()))
+        if why:
+            return why
+        # The nftables proxier reads nftables.masqueradeAll, not iptables.masqueradeAll
+        # (the --masquerade-all flag sets both; a config file sets them separately). The
+        # reference semantics follows iptables.masqueradeAll, so only the source seen may
+        # differ, and only when the two settings differ.
+        cfg = state.config
+        if cfg.iptables.masquerade_all == cfg.nftables.masquerade_all:
+            return None
+        def strip(d: dict[tuple[str, str | None, str | None], Fraction]
+                  ) -> dict[tuple[str, str | None], Fraction]:
+            return {(k[0], k[1]): v for k, v in d.items()}
+        if strip(expected.distribution()) == strip(actual.distribution()):
+            return "masqueradeAll is per mode (iptables.masqueradeAll vs nftables.masqueradeAll)"
+        return None
 
 
 # --------------------------------------------------------------------------- each divergence

@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from backends.mockkernel import MockKernel
 from backends.nftables import backend
 from backends.nftables.model import list_rule, prio_text, time_text
 from backends.nftables.names import endpoint_names, hash_and_truncate, service_port_names
@@ -19,8 +18,6 @@ from kservice.proxy.types import (
     ServicePortInfo,
     ServicePortName,
 )
-from kservice.testing.contract import BackendContract
-from kservice.testing.nftables import nftables_mode_divergence
 
 NODE = NodeInfo(name="node-a", ips=("192.168.0.10",), pod_cidrs=("10.244.1.0/24",),
                 interfaces=(("eth0", "192.168.0.10/24"), ("lo", "127.0.0.1/8")))
@@ -231,25 +228,5 @@ def test_sort_keeps_rule_order_and_sorts_the_rest() -> None:
     ]
 
 
-# ----------------------------------------------------------------------------- contract
-
-class TestNFTablesContract(BackendContract):
-    backend_name = "nftables"
-    kernel_factory = MockKernel
-
-    def allowed_divergence(self, state, packet, expected, actual):  # type: ignore[no-untyped-def]
-        # The nftables proxier reads nftables.masqueradeAll, not iptables.masqueradeAll
-        # (the --masquerade-all flag sets both; a config file sets them separately). The
-        # reference semantics follows iptables.masqueradeAll, so only the source seen may
-        # differ, and only when the two settings differ.
-        why = nftables_mode_divergence(state, packet, expected.distribution(),
-                                       actual.distribution())
-        if why:
-            return why
-        cfg = state.config
-        if cfg.iptables.masquerade_all == cfg.nftables.masquerade_all:
-            return None
-        strip = lambda d: {(k[0], k[1]): v for k, v in d.items()}  # noqa: E731
-        if strip(expected.distribution()) == strip(actual.distribution()):
-            return "masqueradeAll is per mode (iptables.masqueradeAll vs nftables.masqueradeAll)"
-        return None
+# The BackendContract for nftables is tests/test_contract_nftables.py (one class, every
+# documented mode difference).
