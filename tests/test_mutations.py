@@ -17,6 +17,7 @@ mutation test can only pass because the mutation is detected.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 
@@ -145,7 +146,10 @@ def test_mutation_is_caught_with_a_small_reproducer(
         states_and_probes(max_services=2, max_endpoints=3), _disagrees(mode),
         settings=settings(max_examples=2000, database=None, deadline=None,
                           phases=[Phase.generate, Phase.shrink],
-                          suppress_health_check=list(HealthCheck)))
+                          suppress_health_check=list(HealthCheck)),
+        # Seeded: shrinking stops at a local minimum that depends on the path taken (an
+        # unseeded run once stopped at 8 objects); the search and its bound stay the same.
+        random=random.Random(0))
     repro = reproducer(state, packet, mode)
     # What was caught is the mutation: the intact backend agrees on the same example.
     monkeypatch.undo()
@@ -179,7 +183,7 @@ def test_the_contract_itself_fails_with_the_reproducer(monkeypatch: pytest.Monke
         # The contract's own check (its inner test function), with a budget fit for a
         # test that is meant to fail: stop at the first bug, no example database, no
         # shrinking (the states are one Service without endpoints already).
-        @settings(max_examples=50, database=None, report_multiple_bugs=False,
+        @settings(max_examples=50, database=None, report_multiple_bugs=False, derandomize=True,
                   phases=[Phase.generate], suppress_health_check=list(HealthCheck))
         @given(data=st.data())
         def test_agrees_with_the_reference_semantics(self, data: st.DataObject) -> None:
