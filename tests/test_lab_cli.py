@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,15 +158,40 @@ def test_probe_errors_are_clear(env: tuple[list[str], str],
     assert code == 1 and f'no lab "{name}"' in err
 
 
+#: Lifetimes that count down on their own (DHCP/SLAAC addresses, RA routes): ``valid_lft
+#: 86321sec``, ``preferred_lft forever``, ``expires 1790sec``. Not state the lab could change.
+_LIFETIMES = re.compile(r"[ \t]*\b(?:valid_lft|preferred_lft|expires) \S+")
+
+
 def host_snapshot() -> dict[str, str]:
-    """What the lab must never touch: the host namespace's links, addresses, routes, rules."""
+    """What the lab must never touch: the host namespace's links, addresses, routes, rules.
+
+    Exact, but for what changes by itself: address/route lifetimes are cut out and the
+    ruleset is listed stateless (``nft -s``: no counter or quota values)."""
     def out(*argv: str) -> str:
         return subprocess.run(list(argv), capture_output=True, text=True, timeout=30).stdout
 
-    return {"links": out("ip", "-o", "link", "show"), "addrs": out("ip", "-o", "addr", "show"),
-            "routes": out("ip", "route", "show", "table", "all"),
-            "rules": out("ip", "rule", "show"), "nft": out("nft", "list", "ruleset"),
+    def timeless(text: str) -> str:
+        return _LIFETIMES.sub("", text)
+
+    return {"links": out("ip", "-o", "link", "show"),
+            "addrs": timeless(out("ip", "-o", "addr", "show")),
+            "routes": timeless(out("ip", "route", "show", "table", "all")),
+            "rules": out("ip", "rule", "show"), "nft": out("nft", "-s", "list", "ruleset"),
             "forward": out("sysctl", "-n", "net.ipv4.ip_forward")}
+
+
+def test_host_snapshot_ignores_only_lifetimes() -> None:
+    a = ("2: eth0    inet6 2001:db8::5/64 scope global dynamic mngtmpaddr \\       "
+         "valid_lft 86321sec preferred_lft 14321sec\n"
+         "default via fe80::1 dev eth0 proto ra metric 1024 expires 1790sec pref medium\n")
+    b = a.replace("86321sec", "86290sec").replace("14321sec", "forever").replace(
+        "1790sec", "1759sec")
+    assert _LIFETIMES.sub("", a) == _LIFETIMES.sub("", b)
+    assert "valid_lft" not in _LIFETIMES.sub("", a)
+    assert "proto ra metric 1024 pref medium" in _LIFETIMES.sub("", a)
+    # Anything else still counts.
+    assert _LIFETIMES.sub("", a) != _LIFETIMES.sub("", a.replace("/64", "/56"))
 
 
 def test_sync_follows_scaling_and_config_and_leaves_the_host_alone(kernel_tools: None) -> None:
@@ -316,6 +342,100 @@ def test_sync_of_a_lab_built_from_files_keeps_its_pods(env: tuple[list[str], str
                           f"pod/{myapp}", "--to", "10.99.99.99:8080", "--count", "6",
                           "--check", "-o", "json")
     assert code == 0 and json.loads(out)["agree"], out
+
+
+def test_probe_check_confirm_re_probes_a_disagreement(
+        env: tuple[list[str], str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--check --confirm N``: a disagreement stands only if every round disagrees; the
+    earlier rounds are reported. The disturbance is real: a REJECT rule in the client pod's
+    own namespace (something neither model describes), present for some rounds only."""
+    from backends.lab import cli
+    from backends.lab import probe as lab_probe
+
+    state, name = env
+    assert run(capsys, *state, "lab", "up", *FILES, "--name", name)[0] == 0
+    st = json.loads(run(capsys, *state, "lab", "status", "--name", name, "-o", "json")[1])[0]
+    client = next(p for p in st["pods"] if p["pod"].startswith("default/myapp-"))
+    myapp = {p["pod"] for p in st["pods"] if p["pod"].startswith("default/myapp-")}
+    ex = executor.Executor(name)
+    reject = ("OUTPUT", "-p", "tcp", "-d", "10.99.99.99", "--dport", "8080", "-j", "REJECT",
+              "--reject-with", "tcp-reset")
+
+    def disturb(on: bool) -> None:
+        ex.in_netns(client["netns"], "iptables", "-I" if on else "-D", *reject,
+                    why="a disturbance the models do not describe")
+
+    real_probe = lab_probe.probe
+    rounds: list[bool] = []  # disturbed or not, one entry per probe round
+    disturbed_rounds = 0
+
+    def probe(*a: object, **k: object) -> object:
+        disturbed = len(rounds) < disturbed_rounds
+        rounds.append(disturbed)
+        if disturbed:
+            disturb(True)
+        try:
+            return real_probe(*a, **k)  # type: ignore[arg-type]
+        finally:
+            if disturbed:
+                disturb(False)
+
+    monkeypatch.setattr(cli, "probe", probe)
+    args = ("lab", "probe", "--name", name, "--from", f"pod/{client['pod']}", "--to",
+            "10.99.99.99:8080", "--count", "6", "--check")
+
+    def check(*extra: str, disturbed: int) -> tuple[int, str, str]:
+        nonlocal disturbed_rounds
+        rounds.clear()
+        disturbed_rounds = disturbed
+        return run(capsys, *state, *args, *extra)
+
+    # A one-off (first round only): re-probed once by default, agrees, exit 0; the
+    # disagreeing round is in the report.
+    code, out, err = check("-o", "json", disturbed=1)
+    r = json.loads(out)
+    assert code == 0 and r["agree"] and r["disagreements"] == [], out + err
+    assert rounds == [True, False]
+    assert sum(r["observed"]["answers"].values()) == 6
+    assert set(r["observed"]["answers"]) <= myapp
+    (first,) = r["earlier_rounds"]
+    assert first["observed"]["refused"] == 6 and first["observed"]["answers"] == {}
+    assert first["disagreements"] and isinstance(first["counters"], list)
+    # The same in text.
+    code, out, err = check(disturbed=1)
+    assert code == 0, out + err
+    assert "\nagree\n1 earlier round disagreed (re-probed, --confirm):\n  round 1: " \
+           "(refused) 6\n" in out, out
+    # Repeated in every round: it stands (exit 1), with every earlier round.
+    code, out, err = check("--confirm", "2", "-o", "json", disturbed=3)
+    r = json.loads(out)
+    assert code == 1 and not r["agree"] and r["disagreements"], out + err
+    assert rounds == [True, True, True]
+    assert r["observed"]["refused"] == 6
+    assert [e["observed"]["refused"] for e in r["earlier_rounds"]] == [6, 6]
+    assert all(e["disagreements"] for e in r["earlier_rounds"])
+    # More rounds allowed than needed: it stops at the first agreeing one.
+    code, out, err = check("--confirm", "3", "-o", "json", disturbed=2)
+    assert code == 0 and json.loads(out)["agree"], out + err
+    assert rounds == [True, True, False]
+    assert len(json.loads(out)["earlier_rounds"]) == 2
+    # --confirm 0: a single round, as before; the one-off then stands.
+    code, out, err = check("--confirm", "0", disturbed=1)
+    assert code == 1 and "DISAGREE" in out and "earlier round" not in out, out + err
+    assert rounds == [True]
+    # Undisturbed: one round, nothing earlier.
+    code, out, err = check("-o", "json", disturbed=0)
+    assert code == 0 and json.loads(out)["earlier_rounds"] == [], out + err
+    assert rounds == [False]
+    # Nothing left behind in the pod's namespace.
+    rules = ex.in_netns(client["netns"], "iptables", "-S", "OUTPUT").stdout
+    assert "REJECT" not in rules, rules
+    # Bad uses are clear errors.
+    code, _out, err = check("--confirm", "-1", disturbed=0)
+    assert code == 1 and "--confirm -1" in err and rounds == [], err
+    code, _out, err = run(capsys, *state, *args[:-1], "--confirm", "2")
+    assert code == 1 and "--confirm applies to --check only" in err, err
 
 
 def _ext_lo(name: str) -> str:

@@ -34,6 +34,11 @@ from kservice.proxy.types import (
 )
 
 TIMEOUT = 5.0
+#: Dial timeouts for tests that count connections per backend or check stickiness. The
+#: upstream ones (ENDPOINT_DIAL_TIMEOUTS: 250 ms first) fire when the machine stalls during a
+#: dial; the proxier then resets affinity and the rotation moves on -- correct behaviour, but
+#: not what those tests are about. Refused dials still fail at once.
+PATIENT_DIALS = (5.0,) * len(ENDPOINT_DIAL_TIMEOUTS)
 
 
 def _fds() -> int:
@@ -116,7 +121,7 @@ def _tcp_port(listening: tuple[Listening, ...], name: str = "default/rr:p") -> i
 
 
 def test_round_robin_is_fair_over_many_connections(no_leaks: None) -> None:
-    with EchoPool(3) as pool, Proxier() as px:
+    with EchoPool(3) as pool, Proxier(dial_timeouts=PATIENT_DIALS) as px:
         port = _tcp_port(px.update(_state(_port("rr", "TCP", pool.endpoints))))
         names = []
         for _ in range(90):
@@ -127,6 +132,7 @@ def test_round_robin_is_fair_over_many_connections(no_leaks: None) -> None:
         assert Counter(names) == {"backend-0": 30, "backend-1": 30, "backend-2": 30}
         # LoadBalancerRR: a strict rotation over a shuffled list.
         assert all(len(set(names[i:i + 3])) == 3 for i in range(0, 90, 3))
+        assert px.dial_failures == 0
 
 
 def test_listening_report_is_json_ready(no_leaks: None) -> None:
@@ -143,8 +149,20 @@ def test_listening_report_is_json_ready(no_leaks: None) -> None:
 # ------------------------------------------------------------------- affinity
 
 
+class _ManualClock:
+    """The balancer's clock, advanced by the test only: affinity ages are exact however
+    slowly the machine runs (a stall of a second must not expire a 1 s affinity record)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_client_ip_affinity_sticks_and_expires(no_leaks: None) -> None:
-    with EchoPool(3) as pool, Proxier() as px:
+    clock = _ManualClock()
+    with EchoPool(3) as pool, Proxier(dial_timeouts=PATIENT_DIALS, clock=clock) as px:
         port = _tcp_port(px.update(_state(_port("rr", "TCP", pool.endpoints, affinity=1))))
         first = None
         for _ in range(10):
@@ -152,22 +170,43 @@ def test_client_ip_affinity_sticks_and_expires(no_leaks: None) -> None:
             s.close()
             first = first or name
             assert name == first  # every connection of 127.0.0.1 sticks
+            clock.now += 0.5  # each use refreshes the record: 0.5 s apart never expires
         # Another client IP is balanced on its own (the rotation moved once).
         s, other = _connect(port, source="127.0.0.2")
         s.close()
         assert other != first
+        # Just under the 1s timeout since the last use: still sticky.
+        clock.now += 0.99 - 0.5
+        s, again = _connect(port)
+        s.close()
+        assert again == first
         # Idle for the 1s timeout: the record is stale, the rotation continues.
-        time.sleep(1.05)
+        clock.now += 1.0
         s, later = _connect(port)
         s.close()
         assert later not in (first, other)
+        assert px.dial_failures == 0
+
+
+def test_client_ip_affinity_expires_on_the_real_clock(no_leaks: None) -> None:
+    # The default clock (time.monotonic): a record idle past its timeout is stale. A stall
+    # only makes the idle time longer, so this holds however slowly the machine runs.
+    with EchoPool(3) as pool, Proxier(dial_timeouts=PATIENT_DIALS) as px:
+        port = _tcp_port(px.update(_state(_port("rr", "TCP", pool.endpoints, affinity=1))))
+        s, first = _connect(port)
+        s.close()
+        time.sleep(1.05)
+        s, later = _connect(port)
+        s.close()
+        assert later != first
+        assert px.dial_failures == 0
 
 
 # ------------------------------------------------------------------- failures
 
 
 def test_dead_backend_is_retried_on_the_next_endpoint(no_leaks: None) -> None:
-    with EchoPool(2) as pool, Proxier() as px:
+    with EchoPool(2) as pool, Proxier(dial_timeouts=PATIENT_DIALS) as px:
         port = _tcp_port(px.update(_state(_port("rr", "TCP", pool.endpoints))))
         s0, n0 = _connect(port)
         s1, n1 = _connect(port)
@@ -204,23 +243,31 @@ def test_no_endpoints_accepts_then_closes(no_leaks: None) -> None:
 
 def test_all_dials_fail_gives_up_after_the_upstream_attempts(no_leaks: None) -> None:
     # A port nothing listens on: every dial is refused at once; four attempts, then close.
+    # The probe socket stays bound (never listening: connections to it are refused) until
+    # the end, so the kernel cannot hand its port to the proxier's own listener.
     probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    dead_port = probe.getsockname()[1]
-    probe.close()
-    with Proxier() as px:
-        port = _tcp_port(px.update(_state(_port("rr", "TCP", [f"127.0.0.1:{dead_port}"]))))
-        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        assert s.recv(10) == b""
-        s.close()
-        assert _wait(lambda: px.dial_failures == len(ENDPOINT_DIAL_TIMEOUTS))
+    try:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+        with Proxier() as px:
+            port = _tcp_port(px.update(_state(_port("rr", "TCP",
+                                                    [f"127.0.0.1:{dead_port}"]))))
+            assert port != dead_port
+            s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            assert s.recv(10) == b""
+            s.close()
+            assert _wait(lambda: px.dial_failures == len(ENDPOINT_DIAL_TIMEOUTS))
+    finally:
+        probe.close()
 
 
 # ------------------------------------------------------------------- UDP
 
 
 def test_udp_request_response_sessions_and_idle_timeout(no_leaks: None) -> None:
-    with EchoPool(2) as pool, Proxier() as px:
+    # A 1 s idle timeout (not the 250 ms default): the session must survive the gaps between
+    # this test's datagrams even on a slow machine; its expiry is still waited for.
+    with EchoPool(2) as pool, Proxier(udp_timeout=1.0) as px:
         listening = px.update(_state(_port("dns", "UDP", pool.endpoints, port=53)))
         port = listening[0].port
         c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -235,9 +282,9 @@ def test_udp_request_response_sessions_and_idle_timeout(no_leaks: None) -> None:
                 c.sendto(b"q%d" % i, ("127.0.0.1", port))
                 assert c.recvfrom(8192)[0] == name + b":q%d" % i
             assert px.active_connections() == 1
-            # Idle past --udp-timeout (250ms): the session is gone; the next datagram is
+            # Idle past --udp-timeout (1 s here): the session is gone; the next datagram is
             # balanced again (round robin: the other endpoint).
-            assert _wait(lambda: px.active_connections() == 0, seconds=2)
+            assert _wait(lambda: px.active_connections() == 0, seconds=3)
             c.sendto(b"again", ("127.0.0.1", port))
             assert c.recvfrom(8192)[0].partition(b":")[0] != name
             # 4096-byte buffers: a 5000-byte datagram is truncated on the way in, and the
@@ -343,6 +390,27 @@ def test_bad_options_are_refused() -> None:
         Proxier(udp_timeout=0)
     with pytest.raises(BackendError):
         Proxier(dial_timeouts=())
+
+
+def _bindable(address: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+        return True
+
+
+def test_an_address_that_cannot_be_bound_is_refused() -> None:
+    # 192.0.2.123 (TEST-NET-1) is on no interface -- unless net.ipv4.ip_nonlocal_bind lets
+    # any address be bound (or a host really has it): then there is no failure to provoke.
+    if _bindable("192.0.2.123"):
+        try:
+            nonlocal_bind = Path("/proc/sys/net/ipv4/ip_nonlocal_bind").read_text().strip()
+        except OSError:
+            nonlocal_bind = "?"
+        pytest.skip("192.0.2.123 can be bound here (net.ipv4.ip_nonlocal_bind="
+                    f"{nonlocal_bind}): no bind failure to provoke")
     with pytest.raises(BackendError, match="cannot open the proxy socket"), \
             Proxier(bind="192.0.2.123") as px:
         px.update(_state(_port("rr", "TCP", [])))

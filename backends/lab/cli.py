@@ -1,7 +1,9 @@
 """``kservice lab``: the emulated cluster built in Linux network namespaces.
 
 Subcommands: ``up`` (build it and load each node's rendered rules), ``probe`` (real packets;
-``--check`` holds the answer against ``kservice trace``'s prediction), ``exec`` (a command
+``--check`` holds the answer against ``kservice trace``'s prediction; a disagreement is
+re-probed ``--confirm`` more times and stands only if every round disagrees, as
+:meth:`backends.lab.session.Lab.check` does), ``exec`` (a command
 inside a pod, node or the external client), ``status``, ``sync`` (re-render after the
 state changed) and ``down`` (remove everything; idempotent). See docs/lab.md.
 """
@@ -26,6 +28,7 @@ from backends.lab.plan import (
     validate_lab_name,
 )
 from backends.lab.probe import (
+    Observation,
     disagreements,
     expectation,
     packet_for,
@@ -34,6 +37,7 @@ from backends.lab.probe import (
     probe,
     validate_probe_args,
 )
+from backends.lab.session import Attempt, Lab
 from kservice.cluster import Cluster
 from kservice.errors import BackendError, InvalidInput
 
@@ -54,6 +58,8 @@ def register(subparsers: Any) -> None:
                "-f docs/examples/myapp-service.yaml\n"
                "  kservice lab probe --from pod/kube-system/coredns-... --to 10.99.99.99:8080 "
                "--count 30 --check\n"
+               "  kservice lab probe --from node/kind-worker --to 10.99.99.99:8080 --check "
+               "--confirm 2\n"
                "  kservice lab probe --from external --to 172.18.0.3:30080\n"
                "  kservice lab down",
     )
@@ -81,6 +87,11 @@ def register(subparsers: Any) -> None:
                     help="external only: the node the balancer sends the address to")
     pr.add_argument("--check", action="store_true",
                     help="compare with the mock kernel's prediction; exit 1 on disagreement")
+    pr.add_argument("--confirm", type=int, default=None, metavar="N",
+                    help="with --check: re-probe a disagreement up to N more times (default "
+                         "1; 0 = a single round); it stands (exit 1) only if every round "
+                         "disagrees. The earlier disagreeing rounds are reported "
+                         "(-o json: earlier_rounds, with the deciding node's rule counters)")
     pr.add_argument("-o", "--output", choices=("text", "json"), default="text")
     pr.add_argument("--name", default=None)
     pr.set_defaults(func=cmd_probe)
@@ -302,8 +313,17 @@ def _service_ips(meta: dict[str, Any]) -> list[str]:
                    for ip in (svc.spec.cluster_ips or ()) if ip and ip != "None"})
 
 
+#: ``--confirm`` default: one more round before a disagreement stands (``Lab.check``'s).
+DEFAULT_CONFIRM = 1
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     validate_probe_args(args.count, args.timeout)
+    confirm = DEFAULT_CONFIRM if args.confirm is None else args.confirm
+    if args.confirm is not None and not args.check:
+        raise InvalidInput("--confirm applies to --check only")
+    if confirm < 0:
+        raise InvalidInput(f"--confirm {confirm}: must be 0 or more (extra rounds)")
     name = _lab_name(args)
     meta = _meta(name)
     plan = LabPlan.from_json(meta["plan"])
@@ -313,31 +333,54 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise InvalidInput("--via applies to --from external only")
     if args.via:
         plan.node(args.via)
+    service_ips = _service_ips(meta) if args.bind else ()
+
+    def one_round() -> Observation:
+        return probe(Executor(name), plan, source, dst, port, proto, count=args.count,
+                     timeout=args.timeout, bind=args.bind, via=args.via,
+                     service_ips=service_ips)
+
     try:
         # SIGTERM unwinds like Ctrl-C, so an extra --source address is always removed.
         with executor.interrupts_as_exceptions():
-            obs = probe(Executor(name), plan, source, dst, port, proto, count=args.count,
-                        timeout=args.timeout, bind=args.bind, via=args.via,
-                        service_ips=_service_ips(meta) if args.bind else ())
+            obs = one_round()
+            problems: list[str] = []
+            result: dict[str, Any] = {"lab": name, "from": source.label,
+                                      "to": f"{dst}:{port}/{proto}"}
+            if args.check:
+                node, packet = packet_for(plan, source, dst, port, proto, bind=args.bind,
+                                          via=args.via)
+                trace = rules.predict_path(
+                    plan, meta["mode"], node, packet,
+                    lambda n: rules.load_rendering(_rendering_path(name, n)))
+                if _state_changed(meta, plan):
+                    result["warning"] = (
+                        "the cluster changed since the lab's rules were loaded; the "
+                        "prediction is for the loaded rules (`kservice lab sync` loads the "
+                        "current ones)")
+                exp = expectation(plan, trace, proto)
+                # As Lab.check: a disagreement is probed again and stands only if every
+                # round disagrees; the rounds that disagreed are kept, with the deciding
+                # node's rule counters, so a one-off can be diagnosed rather than lost.
+                earlier: list[Attempt] = []
+                while True:
+                    problems = disagreements(obs, exp)
+                    if not problems or len(earlier) >= confirm:
+                        break
+                    earlier.append(Attempt(obs, problems,
+                                           Lab(plan, meta["mode"]).counters(node, trace)))
+                    obs = one_round()
+                result["predicted"] = {"node": node, "packet": packet.to_json(),
+                                       **exp.to_json()}
+                result["agree"] = not problems
+                result["disagreements"] = problems
+                result["earlier_rounds"] = [
+                    {"observed": a.observed.to_json(), "disagreements": list(a.problems),
+                     "counters": list(a.counters)} for a in earlier]
     except KeyboardInterrupt as exc:
         sys.stderr.write("kservice lab probe: interrupted\n")
         return executor.interrupt_exit_code(exc)
-    problems: list[str] = []
-    result: dict[str, Any] = {"lab": name, "from": source.label, "to": f"{dst}:{port}/{proto}",
-                              "observed": obs.to_json()}
-    if args.check:
-        node, packet = packet_for(plan, source, dst, port, proto, bind=args.bind, via=args.via)
-        trace = rules.predict_path(plan, meta["mode"], node, packet,
-                                   lambda n: rules.load_rendering(_rendering_path(name, n)))
-        if _state_changed(meta, plan):
-            result["warning"] = ("the cluster changed since the lab's rules were loaded; the "
-                                 "prediction is for the loaded rules (`kservice lab sync` "
-                                 "loads the current ones)")
-        exp = expectation(plan, trace, proto)
-        problems = disagreements(obs, exp)
-        result["predicted"] = {"node": node, "packet": packet.to_json(), **exp.to_json()}
-        result["agree"] = not problems
-        result["disagreements"] = problems
+    result["observed"] = obs.to_json()
     if args.output == "json":
         _out(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -388,6 +431,19 @@ def _format_probe(r: dict[str, Any]) -> str:
             lines.append("warning: " + r["warning"])
         lines.append("agree" if r["agree"] else "DISAGREE:\n  " + "\n  ".join(
             r["disagreements"]))
+        earlier = r.get("earlier_rounds", [])
+        if earlier:
+            lines.append(f"{len(earlier)} earlier round{'s' if len(earlier) > 1 else ''} "
+                         "disagreed (re-probed, --confirm):")
+        for i, a in enumerate(earlier, 1):
+            ao = a["observed"]
+            got = [f"{pod} {n}" for pod, n in sorted(ao["answers"].items())]
+            got += [f"({k}) {ao[k]}" for k in ("refused", "timed_out") if ao[k]]
+            got += [f"({k}) {n}" for k, n in sorted(ao["other"].items())]
+            lines += [f"  round {i}: {', '.join(got) or 'nothing'}",
+                      *(f"    {p}" for p in a["disagreements"]),
+                      "    rule counters on the deciding node after that round:",
+                      *(f"      {c}" for c in a["counters"] or ("(none read)",))]
     return "\n".join(lines)
 
 
