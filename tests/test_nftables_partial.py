@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import attrs
-from hypothesis import given, note
+from hypothesis import example, given, note
 
 from backends.mockkernel.nft import NftRuleset
 from backends.nftables import backend
@@ -12,6 +12,12 @@ from backends.nftables.render import render_desired
 from kservice.testing.contract import describe_state
 from kservice.testing.dataplane import node_proxy_states
 from kservice.testing.nftables import sync_pairs
+from tests.test_nftables_affinity_timeout import affinity_state
+
+# Found by random runs: only a ClientIP affinity timeout changes (the affinity sets are
+# re-added with the new timeout; see test_nftables_affinity_timeout.py).
+AFFINITY_TIMEOUT_DOWN = (affinity_state(10800), affinity_state(60))
+AFFINITY_TIMEOUT_UP = (affinity_state(60, "IPv6"), affinity_state(10800, "IPv6"))
 
 
 def programmed(*texts: str, comments: bool = False) -> dict:
@@ -34,6 +40,8 @@ def programmed(*texts: str, comments: bool = False) -> dict:
 
 
 @given(sync_pairs())
+@example(AFFINITY_TIMEOUT_DOWN)
+@example(AFFINITY_TIMEOUT_UP)
 def test_partial_after_previous_equals_full_sync(pair) -> None:
     a, b = pair
     note(describe_state(a))
@@ -46,6 +54,8 @@ def test_partial_after_previous_equals_full_sync(pair) -> None:
 
 
 @given(sync_pairs())
+@example(AFFINITY_TIMEOUT_DOWN)
+@example(AFFINITY_TIMEOUT_UP)
 def test_before_cleanup_only_empty_stale_chains_remain(pair) -> None:
     a, b = pair
     r = backend.render(b, previous=a)

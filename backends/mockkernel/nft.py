@@ -308,6 +308,10 @@ class NftRuleset:
             if decl.flags and set(decl.flags) != set(s.flags):
                 raise NftError(f"Could not process rule: File exists (set {cmd.name} "
                                "exists with other flags)", cmd, source)
+            # Linux >= 6.2 (and stable 6.1.y; 123b99619cca "honor set timeout and garbage
+            # collection updates"): re-adding a set replaces its default timeout -- none
+            # given means none. Elements already in the set keep their expiry.
+            s.timeout = decl.timeout
             return
         if s is None:
             if destroy:

@@ -10,7 +10,10 @@ affinity sets and elements.
 **Partial sync** (upstream ``tryPartialSync``, v1.31+ with ``nftElementStorage``): the fixed
 part is not touched. Services whose Service or EndpointSlices changed (tracked per
 namespace/name, so all ports of a changed service) rewrite their chains (``add`` + ``flush``
-+ rules) and affinity sets. Elements are diffed against what was programmed:
++ rules) and affinity sets -- an affinity set is just ``add``ed again, also when only the
+ClientIP timeout changed: the name does not depend on the timeout and the kernel (6.2+)
+replaces an existing set's default timeout, so nothing is deleted (upstream does the same;
+a full sync sends the very same ``add set``). Elements are diffed against what was programmed:
 new keys are added, a key whose value changed is ``delete``d then ``add``ed, keys no
 longer wanted are deleted. Service chains no longer in use are flushed now and deleted by a
 later sync at least one second after (kernels < 6.2 still see a reference from the just
