@@ -23,6 +23,7 @@ from kservice.api import (
     validate_service,
 )
 from kservice.api.defaults import default_service
+from kservice.api.services import APISERVER_PANIC_MESSAGE, ApiserverPanic
 from kservice.errors import InternalError, InvalidObject
 
 DUAL = ClusterConfig(service_subnets=("10.96.0.0/12", "fd00:10:96::/108"))
@@ -356,6 +357,86 @@ def test_vector_47_to_headless_refused(cluster: Cluster) -> None:
         update(cluster, svc({"ports": P80, "selector": {"a": "b"}, "clusterIP": "None"}))
     assert str(info.value) == ('Service "foo" is invalid: spec.clusterIPs[0]: Invalid value: '
                                '[]string{"None"}: may not change once set')
+
+
+# Headful -> headless + selectorless with a dual policy on a single-stack cluster. Upstream
+# never reaches validation: initIPFamilyFields gives headless + selectorless Services both
+# families even on a single-stack cluster, updateClusterIPs (which bails out only when the
+# *old* Service is headless) takes [IPv4] -> [IPv4, IPv6] for an upgrade, and allocIPs calls
+# the IPv6 allocator, absent from serviceIPAllocatorsByFamily -> nil -> panic (HTTP 500 from
+# WithPanicRecovery). Used to escape as KeyError('IPv6').
+TO_HEADLESS_DUAL = [
+    pytest.param({"type": "NodePort", "ports": P80},
+                 {"ports": P80, "clusterIP": "None", "ipFamilyPolicy": "PreferDualStack"},
+                 id="nodeport-to-headless-prefer"),
+    pytest.param({"type": "NodePort", "ports": P80},
+                 {"ports": P80, "clusterIP": "None", "ipFamilyPolicy": "RequireDualStack"},
+                 id="nodeport-to-headless-require"),
+    pytest.param({"ports": P80},
+                 {"ports": P80, "clusterIP": "None", "clusterIPs": ["None"],
+                  "ipFamilyPolicy": "PreferDualStack"},
+                 id="clusterip-to-headless-prefer"),
+    # The hypothesis reproducer: the policy is inherited from the stored object.
+    pytest.param({"type": "NodePort", "ports": [{"port": 1, "protocol": "UDP"}],
+                  "trafficDistribution": "PreferClose", "ipFamilyPolicy": "PreferDualStack"},
+                 {"clusterIP": "None", "ports": [{"port": 1, "protocol": "UDP"}],
+                  "trafficDistribution": "PreferClose"},
+                 id="inherited-prefer"),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), TO_HEADLESS_DUAL)
+def test_to_headless_selectorless_dual_policy_single_stack_panics(
+        cluster: Cluster, before: dict[str, Any], after: dict[str, Any]) -> None:
+    stored = create(cluster, svc(before))
+    held = _holdings(cluster)
+    with pytest.raises(ApiserverPanic) as info:
+        update(cluster, svc(after))
+    err = info.value
+    assert isinstance(err, InternalError) and err.http_status == 500
+    assert str(err) == APISERVER_PANIC_MESSAGE == (
+        "This request caused apiserver to panic. Look in the logs for details.")
+    assert "nil pointer dereference" in err.cause
+    # Nothing written, nothing allocated or released; the allocators still match the store.
+    assert cluster.find("Service", "foo") == stored
+    assert _holdings(cluster) == held
+    cluster.rebuild()
+    assert _holdings(cluster) == held
+
+
+def test_to_headless_selectorless_single_stack_policy_is_refused(cluster: Cluster) -> None:
+    # The inherited SingleStack policy keeps one family: no upgrade, validation answers.
+    create(cluster, svc({"type": "NodePort", "ports": P80}))
+    with pytest.raises(InvalidObject) as info:
+        update(cluster, svc({"ports": P80, "clusterIP": "None"}))
+    assert str(info.value) == ('Service "foo" is invalid: spec.clusterIPs[0]: Invalid value: '
+                               '[]string{"None"}: may not change once set')
+
+
+def test_to_headless_selectorless_ipv6_service_cidr_still_panics(cluster: Cluster) -> None:
+    # An IPv6 ServiceCIDR adds a pool, not an entry in serviceIPAllocatorsByFamily (built from
+    # the --service-cluster-ip-range flags only): the lookup is still nil.
+    cluster.create(cidr_obj("v6", "fd00:1::/112"))
+    create(cluster, svc({"type": "NodePort", "ports": P80}))
+    held = _holdings(cluster)
+    with pytest.raises(ApiserverPanic):
+        update(cluster, svc({"ports": P80, "clusterIP": "None",
+                             "ipFamilyPolicy": "PreferDualStack"}))
+    assert _holdings(cluster) == held and not allocator_state(cluster).ip["IPv6"].owner
+
+
+def test_to_headless_selectorless_dual_stack_is_refused_and_rolled_back(dual: Cluster) -> None:
+    # With an IPv6 allocator the upgrade allocates, then validation refuses and it is reverted.
+    create(dual, svc({"type": "NodePort", "ports": P80}))
+    held = _holdings(dual)
+    with pytest.raises(InvalidObject) as info:
+        update(dual, svc({"ports": P80, "clusterIP": "None", "ipFamilyPolicy": "PreferDualStack"}))
+    msg = str(info.value)
+    assert msg.startswith('Service "foo" is invalid: [spec.clusterIPs[0]: Invalid value: '
+                          '[]string{"None", "fd00:10:96::')
+    assert "may not change once set, spec.clusterIPs: Invalid value: " in msg
+    assert msg.endswith("'None' must be the first and only value]")
+    assert _holdings(dual) == held
 
 
 def test_vector_48_reapply_creation_yaml(cluster: Cluster) -> None:

@@ -59,7 +59,9 @@ if TYPE_CHECKING:
     from kservice.cluster import Cluster
 
 __all__ = [
+    "APISERVER_PANIC_MESSAGE",
     "STATE_KEY",
+    "ApiserverPanic",
     "ServiceAPIState",
     "ServiceStrategy",
     "UnknownServerError",
@@ -87,6 +89,25 @@ class UnknownServerError(InternalError):
 
     def __str__(self) -> str:
         return self.message
+
+
+#: The plain-text body of ``WithPanicRecovery``'s HTTP 500 (k8s.io/apiserver
+#: pkg/server/filters/wrap.go); a panic is not a Status. Whether a client receives this body
+#: or only a reset stream (``HandleCrash`` re-panics after writing it) is not verified.
+APISERVER_PANIC_MESSAGE = "This request caused apiserver to panic. Look in the logs for details."
+
+
+class ApiserverPanic(UnknownServerError):
+    """A Go runtime panic in the registry, recovered by the apiserver's handler chain.
+
+    The request fails with HTTP 500 and :data:`APISERVER_PANIC_MESSAGE`; the store is not
+    written and the deferred ``allocateUpdate`` revert gives back what the request
+    allocated. ``cause`` is what kube-apiserver would log (not part of the response).
+    """
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(APISERVER_PANIC_MESSAGE)
+        self.cause = cause
 
 
 # --------------------------------------------------------------------------- state
@@ -309,9 +330,23 @@ def _owner(svc: Service) -> tuple[str, str]:
 def _alloc_ips(
     svc: Service, to_alloc: list[tuple[str, str]], txn: _Txn
 ) -> dict[str, str]:
-    """``allocIPs``: explicit IPs (422 on failure) or dynamic ones (500 when full)."""
+    """``allocIPs``: explicit IPs (422 on failure) or dynamic ones (500 when full).
+
+    Upstream looks the family up in ``serviceIPAllocatorsByFamily`` ("should always be
+    there, as we pre validate"). That map holds the ``--service-cluster-ip-range`` families
+    only -- ``state.families``; a ServiceCIDR of another family adds a pool to ``state.ip``
+    but no entry there. Pre-validation does not cover every path: a headful Service updated
+    to headless + selectorless with a dual policy gets both families from
+    ``initIPFamilyFields`` even on a single-stack cluster, and ``updateClusterIPs`` (which
+    bails out early only when the *old* Service is headless) treats that as an upgrade.
+    The lookup then yields a nil allocator and the call on it panics.
+    """
     allocated: dict[str, str] = {}
     for fam, ip in to_alloc:
+        if fam not in txn.state.families:
+            raise ApiserverPanic(
+                "runtime error: invalid memory address or nil pointer dereference "
+                f"(allocIPs: no {fam} allocator on this cluster)")
         meta = txn.state.ip[fam]
         if not ip:
             try:
