@@ -29,7 +29,6 @@ from backends.lab.plan import (
 )
 from backends.lab.probe import (
     Observation,
-    disagreements,
     expectation,
     packet_for,
     parse_source,
@@ -37,7 +36,7 @@ from backends.lab.probe import (
     probe,
     validate_probe_args,
 )
-from backends.lab.session import Attempt, Lab
+from backends.lab.session import confirmed_rounds, rule_counters
 from kservice.cluster import Cluster
 from kservice.errors import BackendError, InvalidInput
 
@@ -343,11 +342,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     try:
         # SIGTERM unwinds like Ctrl-C, so an extra --source address is always removed.
         with executor.interrupts_as_exceptions():
-            obs = one_round()
             problems: list[str] = []
             result: dict[str, Any] = {"lab": name, "from": source.label,
                                       "to": f"{dst}:{port}/{proto}"}
-            if args.check:
+            if not args.check:
+                obs = one_round()
+            else:
                 node, packet = packet_for(plan, source, dst, port, proto, bind=args.bind,
                                           via=args.via)
                 trace = rules.predict_path(
@@ -362,14 +362,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 # As Lab.check: a disagreement is probed again and stands only if every
                 # round disagrees; the rounds that disagreed are kept, with the deciding
                 # node's rule counters, so a one-off can be diagnosed rather than lost.
-                earlier: list[Attempt] = []
-                while True:
-                    problems = disagreements(obs, exp)
-                    if not problems or len(earlier) >= confirm:
-                        break
-                    earlier.append(Attempt(obs, problems,
-                                           Lab(plan, meta["mode"]).counters(node, trace)))
-                    obs = one_round()
+                obs, problems, earlier = confirmed_rounds(
+                    one_round, exp, confirm=confirm,
+                    counters=lambda: rule_counters(Executor(name), plan, meta["mode"], node,
+                                                   trace))
                 result["predicted"] = {"node": node, "packet": packet.to_json(),
                                        **exp.to_json()}
                 result["agree"] = not problems

@@ -7,7 +7,7 @@ always made from exactly the rules the real kernel was given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import attrs
@@ -31,7 +31,7 @@ from kservice.errors import InvalidInput
 from kservice.proxy.types import NodeProxyState
 from kservice.trace import Packet, TraceResult
 
-__all__ = ["Attempt", "Check", "Lab", "running_lab"]
+__all__ = ["Attempt", "Check", "Lab", "confirmed_rounds", "rule_counters", "running_lab"]
 
 
 @attrs.frozen
@@ -165,29 +165,46 @@ class Lab:
         if set(exp.shares) == {"timeout"}:
             # Every attempt would wait out its timeout: a few prove the DROP as well.
             count = min(count, 3)
-        earlier: list[Attempt] = []
-        while True:
-            obs = self.probe(source, target, count=count, timeout=timeout, bind=bind, via=via)
-            problems = disagreements(obs, exp, sticky=sticky)
-            if not problems or len(earlier) >= confirm:
-                break
-            earlier.append(Attempt(obs, problems, self.counters(node, trace)))
+        obs, problems, earlier = confirmed_rounds(
+            lambda: self.probe(source, target, count=count, timeout=timeout, bind=bind,
+                               via=via),
+            exp, confirm=confirm, sticky=sticky, counters=lambda: self.counters(node, trace))
         return Check(self.plan.name, self.mode, source, target, node, packet, trace, exp, obs,
-                     problems, tuple(earlier))
+                     problems, earlier)
 
     def counters(self, node: str, trace: TraceResult) -> tuple[str, ...]:
-        """The packet counters of the iptables rules ``trace`` went through on ``node``'s
-        real kernel (``iptables-save -c``): which rule the kernel's packets actually took.
-        Empty in nftables mode (kube-proxy's rules carry no counters) or if unreadable."""
-        if self.mode != "iptables":
-            return ()
-        chains = {r.split()[1] for o in trace.outcomes for r in o.rules
-                  if r.startswith("nat ") and len(r.split()) > 1}
-        proc = self.executor.in_netns(self.plan.node(node).netns, "iptables-save", "-c",
-                                      "-t", "nat", why="diagnose a disagreement", check=False)
-        return tuple(line for line in proc.stdout.splitlines()
-                     if line.startswith("[") and len(line.split()) > 2
-                     and line.split()[2] in chains and not line.startswith("[0:0]"))
+        return rule_counters(self.executor, self.plan, self.mode, node, trace)
+
+
+def confirmed_rounds(probe_once: Callable[[], Observation], exp: Expectation, *, confirm: int,
+                     sticky: bool = False, counters: Callable[[], tuple[str, ...]] = tuple,
+                     ) -> tuple[Observation, list[str], tuple[Attempt, ...]]:
+    """Probe until a round agrees or ``confirm`` extra rounds have disagreed too: the last
+    observation, its disagreements (empty = agreement) and the earlier disagreeing rounds,
+    each with ``counters()`` read right after it."""
+    earlier: list[Attempt] = []
+    while True:
+        obs = probe_once()
+        problems = disagreements(obs, exp, sticky=sticky)
+        if not problems or len(earlier) >= confirm:
+            return obs, problems, tuple(earlier)
+        earlier.append(Attempt(obs, problems, counters()))
+
+
+def rule_counters(ex: Executor, plan: LabPlan, mode: str, node: str,
+                  trace: TraceResult) -> tuple[str, ...]:
+    """The packet counters of the iptables rules ``trace`` went through on ``node``'s real
+    kernel (``iptables-save -c``): which rule the kernel's packets actually took. Empty in
+    nftables mode (kube-proxy's rules carry no counters) or if unreadable."""
+    if mode != "iptables":
+        return ()
+    chains = {r.split()[1] for o in trace.outcomes for r in o.rules
+              if r.startswith("nat ") and len(r.split()) > 1}
+    proc = ex.in_netns(plan.node(node).netns, "iptables-save", "-c", "-t", "nat",
+                       why="diagnose a disagreement", check=False)
+    return tuple(line for line in proc.stdout.splitlines()
+                 if line.startswith("[") and len(line.split()) > 2
+                 and line.split()[2] in chains and not line.startswith("[0:0]"))
 
 
 @contextmanager
