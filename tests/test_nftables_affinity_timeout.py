@@ -18,49 +18,8 @@ from backends.mockkernel.nft import NftRuleset
 from backends.nftables import backend
 from backends.nftables.partial import changed_services, partial_transaction
 from backends.nftables.render import render_desired
-from kservice.proxy.config import KubeProxyConfiguration
-from kservice.proxy.types import (
-    CategorizedEndpoints,
-    Endpoint,
-    NodeInfo,
-    NodeProxyState,
-    ServicePortInfo,
-    ServicePortName,
-)
 from tests.test_nftables_kernel import mock, netns, nft  # noqa: F401  (netns: fixture)
-
-
-def affinity_state(timeout: int, family: str = "IPv4") -> NodeProxyState:
-    """One ClientIP service with two endpoints next to an unchanged plain service."""
-    v4 = family == "IPv4"
-    eps = ((Endpoint("10.244.0.5", 8080), Endpoint("10.244.1.6", 8080)) if v4 else
-           (Endpoint("fd00:10:244::5", 8080), Endpoint("fd00:10:244:1::6", 8080)))
-    sticky = ServicePortInfo(
-        name=ServicePortName("ns", "sticky", "http"),
-        cluster_ip="10.96.0.10" if v4 else "fd00:10:96::10", port=80, protocol="TCP",
-        session_affinity_timeout=timeout, endpoints=eps,
-        categorized=CategorizedEndpoints(cluster=eps, all_reachable=eps, has_any=True))
-    other_ep = (Endpoint("10.244.0.7", 53) if v4 else Endpoint("fd00:10:244::7", 53),)
-    other = ServicePortInfo(
-        name=ServicePortName("ns", "other", "dns", "UDP"),
-        cluster_ip="10.96.0.11" if v4 else "fd00:10:96::11", port=53, protocol="UDP",
-        endpoints=other_ep,
-        categorized=CategorizedEndpoints(cluster=other_ep, all_reachable=other_ep,
-                                         has_any=True))
-    return NodeProxyState(
-        node=NodeInfo(name="n", ips=("192.168.0.10",) if v4 else ("fd00::a",)),
-        family=family, config=KubeProxyConfiguration(mode="nftables"),
-        service_ports=(other, sticky))
-
-
-def programmed(*texts: str) -> dict:  # type: ignore[type-arg]
-    """The mock kernel's table after the transactions (comments included: none change)."""
-    rs = NftRuleset()
-    for t in texts:
-        if t:
-            rs.run(t)
-    return rs.canonical()
-
+from tests.test_nftables_partial import affinity_state, programmed
 
 TIMEOUT_PAIRS = [(10800, 60), (60, 10800)]
 FAMILIES = ["IPv4", "IPv6"]
@@ -94,8 +53,9 @@ def test_timeout_change_partial_sync_equals_full_sync(before: int, after: int,
     a, b = affinity_state(before, family), affinity_state(after, family)
     r = backend.render(b, previous=a)
     assert "cleanup" not in r.names or r.section("cleanup") == ""
-    got = programmed(backend.render(a).section("transaction"), r.section("transaction"))
-    want = programmed(backend.render(b).section("transaction"))
+    got = programmed(backend.render(a).section("transaction"), r.section("transaction"),
+                     comments=True)
+    want = programmed(backend.render(b).section("transaction"), comments=True)
     assert got == want
     fam = next(iter(want))
     timeouts = {s[3] for name, s in got[fam]["sets"].items() if name.startswith("affinity-")}

@@ -9,10 +9,42 @@ from backends.mockkernel.nft import NftRuleset
 from backends.nftables import backend
 from backends.nftables.partial import changed_services, full_transaction, partial_transaction
 from backends.nftables.render import render_desired
+from kservice.proxy.config import KubeProxyConfiguration
+from kservice.proxy.types import (
+    CategorizedEndpoints,
+    Endpoint,
+    NodeInfo,
+    NodeProxyState,
+    ServicePortInfo,
+    ServicePortName,
+)
 from kservice.testing.contract import describe_state
 from kservice.testing.dataplane import node_proxy_states
 from kservice.testing.nftables import sync_pairs
-from tests.test_nftables_affinity_timeout import affinity_state
+
+
+def affinity_state(timeout: int, family: str = "IPv4") -> NodeProxyState:
+    """One ClientIP service with two endpoints next to an unchanged plain service."""
+    v4 = family == "IPv4"
+    eps = ((Endpoint("10.244.0.5", 8080), Endpoint("10.244.1.6", 8080)) if v4 else
+           (Endpoint("fd00:10:244::5", 8080), Endpoint("fd00:10:244:1::6", 8080)))
+    sticky = ServicePortInfo(
+        name=ServicePortName("ns", "sticky", "http"),
+        cluster_ip="10.96.0.10" if v4 else "fd00:10:96::10", port=80, protocol="TCP",
+        session_affinity_timeout=timeout, endpoints=eps,
+        categorized=CategorizedEndpoints(cluster=eps, all_reachable=eps, has_any=True))
+    other_ep = (Endpoint("10.244.0.7", 53) if v4 else Endpoint("fd00:10:244::7", 53),)
+    other = ServicePortInfo(
+        name=ServicePortName("ns", "other", "dns", "UDP"),
+        cluster_ip="10.96.0.11" if v4 else "fd00:10:96::11", port=53, protocol="UDP",
+        endpoints=other_ep,
+        categorized=CategorizedEndpoints(cluster=other_ep, all_reachable=other_ep,
+                                         has_any=True))
+    return NodeProxyState(
+        node=NodeInfo(name="n", ips=("192.168.0.10",) if v4 else ("fd00::a",)),
+        family=family, config=KubeProxyConfiguration(mode="nftables"),
+        service_ports=(other, sticky))
+
 
 # Found by random runs: only a ClientIP affinity timeout changes (the affinity sets are
 # re-added with the new timeout; see test_nftables_affinity_timeout.py).
